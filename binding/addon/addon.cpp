@@ -1,0 +1,89 @@
+// Registration of the native surface. lib/native.ts is its only user and types it.
+#include <napi.h>
+#include <torch/version.h>
+
+#include <fstream>
+
+#include "addon/convert.h"
+#include "addon/model_wrap.h"
+#include "addon/worker.h"
+
+namespace yolo5 {
+namespace {
+
+Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
+  auto o = Napi::Object::New(info.Env());
+  o.Set("available", torch::cuda::is_available());
+  o.Set("deviceCount", static_cast<double>(torch::cuda::device_count()));
+  return o;
+}
+
+Napi::Value GetThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), at::get_num_threads());
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  if (info.Length() != 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1)
+    throw Napi::TypeError::New(info.Env(), "setThreads(n): n must be an integer >= 1");
+  at::set_num_threads(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
+// loadTensorFile(path) → Promise<[{ name, shape, dtype, data }]>: a plain dict of tensors saved by
+// torch.save, read with LibTorch's own unpickler (no code runs; it only rebuilds tensors).
+Napi::Value LoadTensorFile(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() != 1 || !info[0].IsString())
+    throw Napi::TypeError::New(env, "loadTensorFile(path)");
+  auto path = info[0].As<Napi::String>().Utf8Value();
+  auto entries = std::make_shared<std::vector<std::pair<std::string, torch::Tensor>>>();
+  return TaskWorker::Queue(
+      env,
+      [path, entries] {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) throw std::runtime_error(path + ": cannot open");
+        std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
+        auto value = torch::pickle_load(bytes);
+        if (!value.isGenericDict()) throw std::runtime_error(path + ": not a dict of tensors");
+        for (const auto& item : value.toGenericDict()) {
+          if (!item.key().isString() || !item.value().isTensor()) continue;
+          entries->emplace_back(item.key().toStringRef(), item.value().toTensor());
+        }
+      },
+      [entries](Napi::Env env) -> Napi::Value {
+        auto out = Napi::Array::New(env, entries->size());
+        for (size_t i = 0; i < entries->size(); ++i) {
+          auto o = Napi::Object::New(env);
+          o.Set("name", (*entries)[i].first);
+          o.Set("shape", from_shape(env, (*entries)[i].second.sizes()));
+          o.Set("dtype", dtype_name((*entries)[i].second.scalar_type()));
+          o.Set("data", to_typed_array(env, (*entries)[i].second));
+          out.Set(i, o);
+        }
+        return out;
+      },
+      "yolo5.loadTensorFile");
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto ctor = ModelWrap::Define(env);
+  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(ctor)));
+  exports.Set("NativeModel", ctor);
+  exports.Set("createModel", Napi::Function::New<ModelWrap::Create>(env, "createModel"));
+  exports.Set("libtorchVersion", Napi::String::New(env, TORCH_VERSION));
+  exports.Set("cudaInfo", Napi::Function::New<CudaInfo>(env, "cudaInfo"));
+  exports.Set("getThreads", Napi::Function::New<GetThreads>(env, "getThreads"));
+  exports.Set("setThreads", Napi::Function::New<SetThreads>(env, "setThreads"));
+  exports.Set("loadTensorFile", Napi::Function::New<LoadTensorFile>(env, "loadTensorFile"));
+  return exports;
+}
+
+}  // namespace yolo5
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  return yolo5::Init(env, exports);
+}
+NODE_API_MODULE(yolo5, InitAddon)

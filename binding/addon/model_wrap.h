@@ -1,0 +1,38 @@
+// The JS handle of one model. Every slow method queues a TaskWorker; a mutex serialises calls that
+// use the same model so concurrent Promises never race on its mode or buffers.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+#include <mutex>
+
+#include "model/yolo.h"
+
+namespace yolo5 {
+
+struct ModelState {
+  std::shared_ptr<YoloModelImpl> model;
+  std::mutex mutex;
+};
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  // createModel(spec) → Promise<ModelWrap>
+  static Napi::Value Create(const Napi::CallbackInfo& info);
+  explicit ModelWrap(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value NamedParameters(const Napi::CallbackInfo& info);
+  Napi::Value StateEntries(const Napi::CallbackInfo& info);
+  Napi::Value SetRequiresGrad(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value Forward(const Napi::CallbackInfo& info);
+  Napi::Value LoadState(const Napi::CallbackInfo& info);
+  Napi::Value GetState(const Napi::CallbackInfo& info);
+  Napi::Value Fuse(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<ModelState> state_;
+};
+
+}  // namespace yolo5

@@ -1,0 +1,52 @@
+/** Every error yolo5 throws on purpose: a stable `code`, and where the problem is when known. */
+export type Yolo5ErrorCode =
+  | 'E_ARG' // an option value is wrong
+  | 'E_FILE' // a file is missing or unreadable
+  | 'E_YAML' // a yaml file does not parse
+  | 'E_MODEL_CFG' // a model config is wrong (row, module, args)
+  | 'E_FREEZE' // a freeze spec is wrong or matches nothing
+  | 'E_WEIGHTS' // weights do not fit the model
+  | 'E_CHECKPOINT' // a checkpoint file is malformed or unsafe
+  | 'E_DATA' // a data yaml or data set is wrong
+  | 'E_DATA_LABEL' // a label file row is wrong
+  | 'E_NATIVE' // the native addon failed or could not be loaded
+  | 'E_ABORTED'; // the caller aborted
+
+export interface Yolo5ErrorDetails {
+  file?: string;
+  line?: number;
+  /** Row index in a model config (`backbone` + `head`, counted from 0 like `model.{i}`). */
+  row?: number;
+  value?: unknown;
+  cause?: unknown;
+}
+
+export class Yolo5Error extends Error {
+  readonly code: Yolo5ErrorCode;
+  declare readonly file?: string;
+  declare readonly line?: number;
+  declare readonly row?: number;
+  declare readonly value?: unknown;
+
+  constructor(code: Yolo5ErrorCode, message: string, details: Yolo5ErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'Yolo5Error';
+    this.code = code;
+    if (details.file !== undefined) this.file = details.file;
+    if (details.line !== undefined) this.line = details.line;
+    if (details.row !== undefined) this.row = details.row;
+    if (details.value !== undefined) this.value = details.value;
+  }
+}
+
+/** Formats a value for messages the way users typed it: strings quoted, the rest as JSON. */
+export function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  try {
+    const s = JSON.stringify(value);
+    return s === undefined ? String(value) : s;
+  } catch {
+    return String(value);
+  }
+}

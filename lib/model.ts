@@ -1,0 +1,318 @@
+/**
+ * `Model`: one native YOLOv5 model and what TypeScript may ask of it. Built from a yaml config
+ * (a file, a bundled name, or the config inside a checkpoint), optionally with weights.
+ */
+import { Yolo5Error, show } from './errors';
+import {
+  checkModelConfig,
+  readModelConfig,
+  resolveModel,
+  type ConfigSource,
+  type ModelConfig,
+} from './config';
+import { matchFreeze, type FreezeSpec } from './freeze';
+import { native, nativeCall, type NativeModel, type NativeTensor, type TypedData } from './native';
+import { readWeights, type WeightsFile } from './weights';
+
+export interface LoadModelOptions {
+  /** A model yaml path, a bundled config name (`yolov5s`, `yolov5s.yaml`), or a parsed config. */
+  cfg?: string | ModelConfig;
+  /** Number of classes; overrides the config's `nc`. */
+  nc?: number;
+  /** Input channels; overrides the config's `ch` (default 3). */
+  ch?: number;
+  /**
+   * A checkpoint or state-dict file. Without `cfg` the model is the checkpoint's own and every
+   * tensor must load; with `cfg` (or a different `nc`) the tensors whose name and shape match
+   * are transferred and the rest keep their fresh initialisation.
+   */
+  weights?: string;
+  /** Class names (default: the checkpoint's, else "0", "1", …). */
+  names?: string[];
+  /** Receives informational lines (default: none). */
+  log?: (line: string) => void;
+}
+
+export interface ParameterInfo {
+  name: string;
+  shape: number[];
+  numel: number;
+  requiresGrad: boolean;
+}
+
+export interface StateEntryInfo {
+  name: string;
+  shape: number[];
+  kind: 'param' | 'buffer';
+  dtype: string;
+}
+
+export interface ModelInfo {
+  /** Module count as the reference's summary counts it (shared activation once). */
+  layers: number;
+  parameters: number;
+  /** Parameters that train (requires_grad). */
+  gradients: number;
+  /** GFLOPs of one 640×640 forward. */
+  gflops: number;
+  nc: number;
+  stride: number[];
+  /** Anchors in grid units, (levels, anchors, 2). */
+  anchors: number[][][];
+  fused: boolean;
+}
+
+export interface Tensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface ForwardResult {
+  /** Eval mode: (batch, Σ anchors·cells, 5 + nc) as cx, cy, w, h, obj, classes in input pixels. */
+  output?: Tensor;
+  /** Raw head outputs per level, (batch, anchors, ny, nx, 5 + nc). */
+  raw: Tensor[];
+}
+
+export interface TransferReport {
+  file: string;
+  transferred: number;
+  total: number;
+  missing: string[];
+  unexpected: string[];
+  mismatched: string[];
+}
+
+function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function asFloat32(t: NativeTensor): Tensor {
+  if (!(t.data instanceof Float32Array))
+    throw new Yolo5Error('E_NATIVE', 'expected a float32 tensor');
+  return { shape: t.shape, data: t.data };
+}
+
+export class Model {
+  readonly #native: NativeModel;
+  /** The model config as written (yaml), with `nc` as built. */
+  readonly config: ModelConfig;
+  readonly source: ConfigSource;
+  readonly nc: number;
+  readonly names: string[];
+  /** Number of rows (`model.0` … `model.{layerCount-1}`). */
+  readonly layerCount: number;
+  /** Set when the model was loaded with weights. */
+  readonly transfer?: TransferReport;
+
+  private constructor(
+    handle: NativeModel,
+    config: ModelConfig,
+    source: ConfigSource,
+    nc: number,
+    names: string[],
+    transfer?: TransferReport,
+  ) {
+    this.#native = handle;
+    this.config = { ...config, nc };
+    this.source = source;
+    this.nc = nc;
+    this.names = names;
+    this.layerCount = config.backbone.length + config.head.length;
+    if (transfer) this.transfer = transfer;
+  }
+
+  /** @internal Use `loadModel`. */
+  static async create(opts: LoadModelOptions): Promise<Model> {
+    const log = opts.log ?? (() => {});
+    let weights: WeightsFile | undefined;
+    if (opts.weights !== undefined) weights = await readWeights(opts.weights);
+
+    let config: ModelConfig;
+    let source: ConfigSource;
+    if (typeof opts.cfg === 'string') {
+      ({ config, source } = readModelConfig(opts.cfg));
+    } else if (opts.cfg !== undefined) {
+      source = { file: '<config object>' };
+      config = checkModelConfig(opts.cfg, source);
+    } else if (weights?.yaml !== undefined) {
+      source = { file: `${weights.file} (model yaml)` };
+      config = checkModelConfig(weights.yaml, source);
+    } else if (weights !== undefined) {
+      throw new Yolo5Error(
+        'E_ARG',
+        `${weights.file} holds no model config (a plain state dict): pass cfg as well`,
+        { file: weights.file },
+      );
+    } else {
+      throw new Yolo5Error('E_ARG', 'loadModel needs cfg (a model yaml) or weights (a checkpoint)');
+    }
+    const nc = opts.nc ?? (opts.cfg === undefined ? weights?.nc : undefined) ?? config.nc;
+    if (nc !== config.nc) log(`Overriding model yaml nc=${config.nc} with nc=${nc}`);
+    const resolved = resolveModel(config, source, {
+      nc,
+      ...(opts.ch !== undefined ? { ch: opts.ch } : {}),
+    });
+    const handle = await nativeCall('building the model', () =>
+      native().createModel(resolved.spec),
+    );
+
+    let names = opts.names ?? weights?.names ?? Array.from({ length: nc }, (_, i) => String(i));
+    if (names.length !== nc) {
+      if (opts.names !== undefined) {
+        throw new Yolo5Error('E_ARG', `Expected ${nc} class names but received ${names.length}`, {
+          value: names,
+        });
+      }
+      names = Array.from({ length: nc }, (_, i) => String(i));
+    }
+
+    let transfer: TransferReport | undefined;
+    if (weights !== undefined) {
+      const strict = opts.cfg === undefined && nc === (weights.nc ?? nc);
+      const report = await nativeCall(`loading ${weights.file}`, () =>
+        handle.loadState(
+          weights!.tensors.map((t) => ({ name: t.name, shape: t.shape, data: t.data })),
+        ),
+      );
+      const total = handle.stateEntries().length;
+      transfer = { file: weights.file, transferred: report.loaded, total, ...report };
+      if (
+        strict &&
+        (report.missing.length > 0 || report.mismatched.length > 0 || report.unexpected.length > 0)
+      ) {
+        const parts = [
+          report.missing.length
+            ? `missing ${report.missing.slice(0, 5).join(', ')}${report.missing.length > 5 ? ', …' : ''}`
+            : '',
+          report.mismatched.length ? `wrong shape ${report.mismatched.slice(0, 5).join(', ')}` : '',
+          report.unexpected.length ? `unexpected ${report.unexpected.slice(0, 5).join(', ')}` : '',
+        ].filter(Boolean);
+        throw new Yolo5Error(
+          'E_WEIGHTS',
+          `${weights.file} does not fit its model config: ${parts.join('; ')}`,
+          {
+            file: weights.file,
+          },
+        );
+      }
+      if (report.loaded === 0) {
+        throw new Yolo5Error(
+          'E_WEIGHTS',
+          `${weights.file}: no tensor matches this model by name and shape`,
+          {
+            file: weights.file,
+          },
+        );
+      }
+      log(`Transferred ${report.loaded}/${total} items from ${weights.file}`);
+    }
+    return new Model(handle, config, source, nc, names, transfer);
+  }
+
+  /** Parameters in PyTorch order with the PyTorch names (`model.0.conv.weight`, …). */
+  namedParameters(): ParameterInfo[] {
+    return this.#native
+      .namedParameters()
+      .map((p) => ({
+        name: p.name,
+        shape: p.shape,
+        numel: numel(p.shape),
+        requiresGrad: p.requiresGrad,
+      }));
+  }
+
+  /** State-dict entries (parameters and buffers) in PyTorch order. */
+  stateDict(): StateEntryInfo[] {
+    return this.#native.stateEntries();
+  }
+
+  /**
+   * Freezes parameters: a count N (layers 0…N−1), a list of layer indices, or name prefixes /
+   * `*` globs. Sets requires_grad=false on each match and returns the frozen names.
+   */
+  freeze(spec: FreezeSpec): string[] {
+    const names = matchFreeze(
+      spec,
+      this.#native.namedParameters().map((p) => p.name),
+      this.layerCount,
+    );
+    this.#native.setRequiresGrad(names, false);
+    return names;
+  }
+
+  /** Makes every parameter trainable again. */
+  unfreeze(): void {
+    this.#native.setRequiresGrad(
+      this.#native.namedParameters().map((p) => p.name),
+      true,
+    );
+  }
+
+  /** Runs the model on a (batch, channels, height, width) float32 input, off the event loop. */
+  async forward(
+    input: Float32Array,
+    shape: readonly number[],
+    opts: { train?: boolean } = {},
+  ): Promise<ForwardResult> {
+    if (shape.length !== 4 || numel(shape) !== input.length) {
+      throw new Yolo5Error(
+        'E_ARG',
+        `Expected input of shape (batch, channels, height, width) holding ${input.length} values but received shape ${show(shape)}`,
+        { value: shape },
+      );
+    }
+    const stride = Math.max(...this.info().stride);
+    if (shape[2]! % stride !== 0 || shape[3]! % stride !== 0) {
+      throw new Yolo5Error(
+        'E_ARG',
+        `Expected height and width that are multiples of ${stride} but received ${shape[2]}×${shape[3]}`,
+        { value: shape },
+      );
+    }
+    const r = await nativeCall('forward', () =>
+      this.#native.forward(input, [...shape], { train: opts.train === true }),
+    );
+    return { ...(r.output ? { output: asFloat32(r.output) } : {}), raw: r.raw.map(asFloat32) };
+  }
+
+  info(): ModelInfo {
+    const i = this.#native.info();
+    const a = i.anchors;
+    const [nl, na] = a.shape as [number, number, number];
+    const data = a.data as Float32Array;
+    const anchors = Array.from({ length: nl }, (_, l) =>
+      Array.from({ length: na }, (_, k) => [data[(l * na + k) * 2]!, data[(l * na + k) * 2 + 1]!]),
+    );
+    return {
+      layers: i.layers,
+      parameters: i.parameters,
+      gradients: i.gradients,
+      gflops: i.gflops,
+      nc: i.nc,
+      stride: i.stride,
+      anchors,
+      fused: i.fused,
+    };
+  }
+
+  /** Copies tensors in by name; returns what matched. */
+  async loadState(entries: { name: string; shape: number[]; data: TypedData }[]) {
+    return nativeCall('loading state', () => this.#native.loadState(entries));
+  }
+
+  /** Every state tensor (copies), in state-dict order. */
+  async getState(): Promise<{ name: string; shape: number[]; dtype: string; data: TypedData }[]> {
+    return nativeCall('reading state', () => this.#native.getState());
+  }
+
+  /** Folds each Conv's BatchNorm into its convolution for inference (irreversible). */
+  async fuse(): Promise<void> {
+    await nativeCall('fusing', () => this.#native.fuse());
+  }
+}
+
+/** Builds a model from a config and/or weights. */
+export function loadModel(opts: LoadModelOptions): Promise<Model> {
+  return Model.create(opts);
+}

@@ -1,0 +1,67 @@
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { packageRoot } from '../lib/paths';
+
+/** Golden data from the reference implementation; read-only, never write next to it. */
+export const fixtures = path.resolve(
+  process.env.YOLO5_FIXTURES ?? path.join(packageRoot(), '..', 'shared', 'fixtures', 'reference'),
+);
+
+export function fixture(...parts: string[]): string {
+  return path.join(fixtures, ...parts);
+}
+
+export interface Golden {
+  nc: number;
+  names: Record<string, string>;
+  stride: number[];
+  anchors_grid_units: number[][][];
+  yaml: Record<string, unknown>;
+  forward: { image: string; input: BinRef; output: BinRef }[];
+  loss: Record<string, unknown> & { input: BinRef; targets: number[][] };
+  val: Record<string, unknown>;
+  detect: unknown[];
+}
+export interface BinRef {
+  file: string;
+  shape: number[];
+  dtype: string;
+}
+
+export function golden(): Golden {
+  return JSON.parse(fs.readFileSync(fixture('yolov5n-shapes5.golden.json'), 'utf8')) as Golden;
+}
+
+/** Reads a raw little-endian float32 file named by the golden json. */
+export function readBin(ref: BinRef): Float32Array {
+  const buf = fs.readFileSync(fixture(ref.file));
+  const n = ref.shape.reduce((a, b) => a * b, 1);
+  assert.equal(buf.byteLength, n * 4, `${ref.file}: size does not match shape ${ref.shape}`);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = buf.readFloatLE(i * 4);
+  return out;
+}
+
+/** A fresh temporary folder for a test's outputs (never next to the fixtures). */
+export function tempDir(prefix = 'yolo5-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** max |a - b| / max |b|, with the index of the largest difference, for messages. */
+export function relMaxDiff(a: ArrayLike<number>, b: ArrayLike<number>): { rel: number; at: number; abs: number } {
+  assert.equal(a.length, b.length, `length ${a.length} != ${b.length}`);
+  let maxRef = 0;
+  let maxDiff = 0;
+  let at = -1;
+  for (let i = 0; i < b.length; i++) {
+    maxRef = Math.max(maxRef, Math.abs(b[i]!));
+    const d = Math.abs(a[i]! - b[i]!);
+    if (!(d <= maxDiff)) {
+      maxDiff = d;
+      at = i;
+    }
+  }
+  return { rel: maxRef === 0 ? maxDiff : maxDiff / maxRef, at, abs: maxDiff };
+}
