@@ -19,10 +19,17 @@ function layerPrefix(i: number): Pattern {
   return { label: prefix, layer: i, test: (name) => name.startsWith(prefix) };
 }
 
+// `*` matches within one dotted component, `**` across components; like plain prefixes, a glob
+// matches the start of a name.
 function globPattern(glob: string): Pattern {
   const source = glob
-    .split('*')
-    .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+    .split('**')
+    .map((part) =>
+      part
+        .split('*')
+        .map((lit) => lit.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('[^.]*'),
+    )
     .join('.*');
   const re = new RegExp(`^${source}`);
   return { label: glob, test: (name) => re.test(name) };

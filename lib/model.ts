@@ -212,14 +212,12 @@ export class Model {
 
   /** Parameters in PyTorch order with the PyTorch names (`model.0.conv.weight`, …). */
   namedParameters(): ParameterInfo[] {
-    return this.#native
-      .namedParameters()
-      .map((p) => ({
-        name: p.name,
-        shape: p.shape,
-        numel: numel(p.shape),
-        requiresGrad: p.requiresGrad,
-      }));
+    return this.#native.namedParameters().map((p) => ({
+      name: p.name,
+      shape: p.shape,
+      numel: numel(p.shape),
+      requiresGrad: p.requiresGrad,
+    }));
   }
 
   /** State-dict entries (parameters and buffers) in PyTorch order. */

@@ -50,7 +50,10 @@ export function tempDir(prefix = 'yolo5-test-'): string {
 }
 
 /** max |a - b| / max |b|, with the index of the largest difference, for messages. */
-export function relMaxDiff(a: ArrayLike<number>, b: ArrayLike<number>): { rel: number; at: number; abs: number } {
+export function relMaxDiff(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+): { rel: number; at: number; abs: number } {
   assert.equal(a.length, b.length, `length ${a.length} != ${b.length}`);
   let maxRef = 0;
   let maxDiff = 0;

@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/** The `yolo5` command: each subcommand is its own file calling the public API. */
+import { Command, CommanderError } from 'commander';
+import { Yolo5Error } from '../errors';
+import { version } from '../runtime';
+import { paramsCommand } from './params';
+
+export function buildProgram(): Command {
+  const program = new Command('yolo5')
+    .description('YOLOv5 training, validation and detection on LibTorch')
+    .version(version, '-v, --version')
+    .showHelpAfterError();
+  program.addCommand(paramsCommand());
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof Yolo5Error) {
+      process.stderr.write(`yolo5: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`yolo5: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,31 @@
+/** Parsers shared by CLI commands: each rejects a bad value with the flag and the value. */
+import { InvalidArgumentError } from 'commander';
+import type { FreezeSpec } from '../freeze';
+
+export function parseInteger(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^[-+]?\d+$/.test(value.trim()) || n < min) {
+      throw new InvalidArgumentError(
+        `Expected integer >= ${min} for ${name} but received ${JSON.stringify(value)}`,
+      );
+    }
+    return n;
+  };
+}
+
+/** `--freeze 10` (a count), `--freeze 0 1 2` (layers), `--freeze model.24. 'model.1*'` (prefixes, globs). */
+export function freezeSpecFromArgs(values: string[] | undefined): FreezeSpec | undefined {
+  if (values === undefined || values.length === 0) return undefined;
+  const numeric = values.every((v) => /^\d+$/.test(v));
+  if (numeric) {
+    const nums = values.map(Number);
+    return nums.length === 1 ? nums[0]! : nums;
+  }
+  if (values.some((v) => /^\d+$/.test(v))) {
+    throw new InvalidArgumentError(
+      `Expected only layer numbers or only name prefixes for --freeze but received ${JSON.stringify(values.join(' '))}`,
+    );
+  }
+  return values;
+}

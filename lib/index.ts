@@ -1,0 +1,33 @@
+/**
+ * yolo5 — YOLOv5 (v7.0) training, validation and detection for Node.js on LibTorch.
+ */
+import { loadModel, type LoadModelOptions, type ParameterInfo } from './model';
+import type { FreezeSpec } from './freeze';
+
+export { loadModel, Model } from './model';
+export type {
+  ForwardResult,
+  LoadModelOptions,
+  ModelInfo,
+  ParameterInfo,
+  StateEntryInfo,
+  Tensor,
+  TransferReport,
+} from './model';
+export type { FreezeSpec } from './freeze';
+export type { ModelConfig } from './config';
+export { Yolo5Error } from './errors';
+export type { Yolo5ErrorCode } from './errors';
+export { version, runtimeInfo } from './runtime';
+
+export interface NamedParametersOptions extends LoadModelOptions {
+  /** Freeze before listing, as training would. */
+  freeze?: FreezeSpec;
+}
+
+/** Builds a model and lists its parameters (names, shapes, whether each trains). */
+export async function namedParameters(opts: NamedParametersOptions): Promise<ParameterInfo[]> {
+  const model = await loadModel(opts);
+  if (opts.freeze !== undefined) model.freeze(opts.freeze);
+  return model.namedParameters();
+}

@@ -1,0 +1,71 @@
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { packageRoot } from '../lib/paths';
+
+const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js');
+
+function run(...args: string[]) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', cwd: packageRoot() });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('yolo5 params --cfg yolov5s.yaml prints every parameter and 7,235,389 parameters', () => {
+  const r = run('params', '--cfg', 'yolov5s.yaml');
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.match(lines[1]!, /^\s+0\s+model\.0\.conv\.weight\s+\[32, 3, 6, 6\]\s+3,456\s+yes$/);
+  assert.equal(lines.filter((l) => /^\s+\d+\s+model\./.test(l)).length, 177);
+  assert.equal(
+    lines.at(-1),
+    'yolov5s summary: 214 layers, 7,235,389 parameters, 7,235,389 gradients, 16.6 GFLOPs',
+  );
+});
+
+test('yolo5 params --freeze 10 --nc 3 --json', () => {
+  const r = run('params', '--cfg', 'yolov5n', '--nc', '3', '--freeze', '10', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as {
+    parameters: { name: string; requiresGrad: boolean; numel: number }[];
+    frozen: string[];
+    info: { parameters: number; gradients: number };
+  };
+  assert.equal(out.info.parameters, 1_767_976);
+  assert.ok(out.frozen.every((n) => /^model\.\d\./.test(n)));
+  assert.equal(out.parameters.find((p) => p.name === 'model.9.cv2.bn.bias')!.requiresGrad, false);
+  assert.equal(out.parameters.find((p) => p.name === 'model.10.conv.weight')!.requiresGrad, true);
+  assert.equal(
+    out.info.gradients,
+    out.parameters.filter((p) => p.requiresGrad).reduce((s, p) => s + p.numel, 0),
+  );
+});
+
+test('yolo5 params --freeze with several layers and with prefixes', () => {
+  const layers = run('params', '--cfg', 'yolov5n', '--freeze', '0', '1', '--json');
+  assert.equal(layers.code, 0, layers.stderr);
+  const frozen = (JSON.parse(layers.stdout) as { frozen: string[] }).frozen;
+  assert.deepEqual([...new Set(frozen.map((n) => n.split('.')[1]))], ['0', '1']);
+  const prefix = run('params', '--cfg', 'yolov5n', '--freeze', 'model.24.', '--json');
+  assert.equal(prefix.code, 0, prefix.stderr);
+  assert.equal((JSON.parse(prefix.stdout) as { frozen: string[] }).frozen.length, 6);
+});
+
+test('--help, --version and bad input', () => {
+  const help = run('--help');
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /Usage: yolo5/);
+  assert.match(help.stdout, /params/);
+  const v = run('--version');
+  assert.equal(v.code, 0);
+  assert.match(v.stdout.trim(), /^\d+\.\d+\.\d+$/);
+  const missing = run('params', '--cfg', 'nope.yaml');
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /^yolo5: Model config "nope\.yaml" not found/);
+  const badNc = run('params', '--cfg', 'yolov5n', '--nc', 'x');
+  assert.notEqual(badNc.code, 0);
+  assert.match(badNc.stderr, /Expected integer >= 1 for --nc but received "x"/);
+  const badFreeze = run('params', '--cfg', 'yolov5n', '--freeze', 'model.99.');
+  assert.equal(badFreeze.code, 1);
+  assert.match(badFreeze.stderr, /matches no parameter/);
+});
