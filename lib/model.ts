@@ -11,7 +11,15 @@ import {
   type ModelConfig,
 } from './config';
 import { matchFreeze, type FreezeSpec } from './freeze';
-import { native, nativeCall, type NativeModel, type NativeTensor, type TypedData } from './native';
+import {
+  native,
+  nativeCall,
+  type NativeImage,
+  type NativeModel,
+  type NativePredictOptions,
+  type NativeTensor,
+  type TypedData,
+} from './native';
 import { readWeights, type WeightsFile } from './weights';
 
 export interface LoadModelOptions {
@@ -302,6 +310,14 @@ export class Model {
   /** Every state tensor (copies), in state-dict order. */
   async getState(): Promise<{ name: string; shape: number[]; dtype: string; data: TypedData }[]> {
     return nativeCall('reading state', () => this.#native.getState());
+  }
+
+  /**
+   * Low-level inference: letterbox, forward, NMS for each image, boxes (x1 y1 x2 y2 conf cls) in
+   * source pixels. `detect` and `val` are built on it.
+   */
+  async predict(images: NativeImage[], opts: NativePredictOptions) {
+    return nativeCall('predict', () => this.#native.predict(images, opts));
   }
 
   /** Folds each Conv's BatchNorm into its convolution for inference (irreversible). */

@@ -1,6 +1,8 @@
 /**
  * The one place that loads the native addon. Everything else imports its types and `native()`.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Yolo5Error } from './errors';
 import { packageRoot } from './paths';
 
@@ -62,6 +64,46 @@ export interface NativeLoadReport {
   mismatched: string[];
 }
 
+/** An image for the native side: a file path, encoded bytes, or raw RGB pixels. */
+export type NativeImage = string | Uint8Array | { data: Uint8Array; width: number; height: number };
+
+export interface NativePredictOptions {
+  imgsz: number;
+  /** Val: letterbox every image to this [height, width] (no upscaling) after the long-side resize. */
+  shape?: [number, number];
+  conf: number;
+  iou: number;
+  multiLabel: boolean;
+  agnostic: boolean;
+  maxDet: number;
+  classes?: number[];
+}
+
+export interface NativePrediction {
+  ok: boolean;
+  error?: string;
+  width: number;
+  height: number;
+  /** (n, 6) rows x1, y1, x2, y2, conf, cls in source pixels. */
+  detections: Float32Array;
+}
+
+export interface NativeTiming {
+  pre: number;
+  inference: number;
+  nms: number;
+  images: number;
+}
+
+export interface NativeDrawBox {
+  x1: number;
+  y1: number;
+  x2: number;
+  y2: number;
+  cls: number;
+  label: string;
+}
+
 export interface NativeModel {
   namedParameters(): NativeParameter[];
   stateEntries(): NativeStateEntry[];
@@ -77,6 +119,10 @@ export interface NativeModel {
   ): Promise<NativeLoadReport>;
   getState(): Promise<NamedTensor[]>;
   fuse(): Promise<void>;
+  predict(
+    images: NativeImage[],
+    options: NativePredictOptions,
+  ): Promise<{ results: NativePrediction[]; timing: NativeTiming }>;
 }
 
 export interface NativeAddon {
@@ -86,6 +132,19 @@ export interface NativeAddon {
   getThreads(): number;
   setThreads(n: number): void;
   loadTensorFile(file: string): Promise<NamedTensor[]>;
+  setJpegLibrary(path: string): string;
+  jpegLibrary(): string;
+  imageInfo(paths: string[]): Promise<({ width: number; height: number } | { error: string })[]>;
+  drawDetections(
+    image: NativeImage,
+    boxes: NativeDrawBox[],
+    options: {
+      lineWidth?: number;
+      output?: string;
+      format?: 'jpg' | 'png' | 'bmp';
+      crops?: { index: number; path: string }[];
+    },
+  ): Promise<Uint8Array | undefined>;
 }
 
 let addon: NativeAddon | undefined;
@@ -100,6 +159,7 @@ export function native(): NativeAddon {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const load = require('node-gyp-build') as (dir: string) => unknown;
     addon = load(root) as NativeAddon;
+    useTurboJpeg(addon);
     return addon;
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
@@ -112,6 +172,40 @@ export function native(): NativeAddon {
     );
     throw loadError;
   }
+}
+
+/**
+ * JPEGs decode through libjpeg-turbo (as OpenCV, and so the reference, does) when a TurboJPEG
+ * library is found: YOLO5_TURBOJPEG, the one @julusian/jpeg-turbo ships, then the system's.
+ * Without one the built-in decoder is used (pixels may differ by a few levels).
+ */
+function useTurboJpeg(a: NativeAddon): void {
+  const candidates: string[] = [];
+  if (process.env.YOLO5_TURBOJPEG) candidates.push(process.env.YOLO5_TURBOJPEG);
+  try {
+    const pkg = require.resolve('@julusian/jpeg-turbo/package.json');
+    const libc = isMusl() ? '-musl' : '';
+    candidates.push(
+      path.join(
+        path.dirname(pkg),
+        'prebuilds',
+        `jpeg-turbo-${process.platform}-${process.arch}${libc}`,
+        'libturbojpeg.so.0',
+      ),
+    );
+  } catch {
+    // not installed: fall through to the system library
+  }
+  candidates.push('libturbojpeg.so.0');
+  for (const c of candidates) {
+    if (c.includes(path.sep) && !fs.existsSync(c)) continue;
+    if (a.setJpegLibrary(c) === '') return;
+  }
+}
+
+function isMusl(): boolean {
+  const report = process.report.getReport() as { header?: { glibcVersionRuntime?: string } };
+  return process.platform === 'linux' && !report.header?.glibcVersionRuntime;
 }
 
 /**

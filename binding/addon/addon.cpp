@@ -7,6 +7,7 @@
 #include "addon/convert.h"
 #include "addon/model_wrap.h"
 #include "addon/worker.h"
+#include "data/jpeg.h"
 
 namespace yolo5 {
 namespace {
@@ -66,6 +67,17 @@ Napi::Value LoadTensorFile(const Napi::CallbackInfo& info) {
       "yolo5.loadTensorFile");
 }
 
+// setJpegLibrary(path) → "" when loaded, else why not (the built-in decoder stays in use).
+Napi::Value SetJpegLibrary(const Napi::CallbackInfo& info) {
+  if (info.Length() != 1 || !info[0].IsString())
+    throw Napi::TypeError::New(info.Env(), "setJpegLibrary(path)");
+  return Napi::String::New(info.Env(), load_turbojpeg(info[0].As<Napi::String>().Utf8Value()));
+}
+
+Napi::Value JpegLibrary(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), turbojpeg_path());
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -77,6 +89,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaInfo", Napi::Function::New<CudaInfo>(env, "cudaInfo"));
   exports.Set("getThreads", Napi::Function::New<GetThreads>(env, "getThreads"));
   exports.Set("setThreads", Napi::Function::New<SetThreads>(env, "setThreads"));
+  exports.Set("setJpegLibrary", Napi::Function::New<SetJpegLibrary>(env, "setJpegLibrary"));
+  exports.Set("jpegLibrary", Napi::Function::New<JpegLibrary>(env, "jpegLibrary"));
+  exports.Set("imageInfo", Napi::Function::New<ImageInfo>(env, "imageInfo"));
+  exports.Set("drawDetections", Napi::Function::New<DrawDetections>(env, "drawDetections"));
   exports.Set("loadTensorFile", Napi::Function::New<LoadTensorFile>(env, "loadTensorFile"));
   return exports;
 }

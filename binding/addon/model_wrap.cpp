@@ -35,6 +35,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::LoadState>("loadState"),
                          InstanceMethod<&ModelWrap::GetState>("getState"),
                          InstanceMethod<&ModelWrap::Fuse>("fuse"),
+                         InstanceMethod<&ModelWrap::Predict>("predict"),
                      });
 }
 

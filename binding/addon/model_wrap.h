@@ -31,8 +31,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value LoadState(const Napi::CallbackInfo& info);
   Napi::Value GetState(const Napi::CallbackInfo& info);
   Napi::Value Fuse(const Napi::CallbackInfo& info);
+  Napi::Value Predict(const Napi::CallbackInfo& info);  // predict_wrap.cpp
 
   std::shared_ptr<ModelState> state_;
 };
+
+Napi::Value ImageInfo(const Napi::CallbackInfo& info);
+Napi::Value DrawDetections(const Napi::CallbackInfo& info);
 
 }  // namespace yolo5

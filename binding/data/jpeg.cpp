@@ -1,0 +1,113 @@
+#include "data/jpeg.h"
+
+#include <mutex>
+#include <stdexcept>
+
+#ifndef _WIN32
+#include <dlfcn.h>
+#endif
+
+namespace yolo5 {
+
+namespace {
+
+// The TurboJPEG 2.x/3.x C API, declared from its documentation.
+using tjhandle = void*;
+using InitDecompress = tjhandle (*)();
+using DecompressHeader3 = int (*)(tjhandle, const unsigned char*, unsigned long, int*, int*, int*,
+                                  int*);
+using Decompress2 = int (*)(tjhandle, const unsigned char*, unsigned long, unsigned char*, int, int,
+                            int, int, int);
+using Destroy = int (*)(tjhandle);
+using GetErrorStr2 = char* (*)(tjhandle);
+using GetErrorCode = int (*)(tjhandle);
+constexpr int kPixelFormatRgb = 0;      // TJPF_RGB
+constexpr int kFlagAccurateDct = 4096;  // TJFLAG_ACCURATEDCT (the islow DCT)
+constexpr int kErrorWarning = 0;        // TJERR_WARNING
+
+struct Api {
+  InitDecompress init = nullptr;
+  DecompressHeader3 header = nullptr;
+  Decompress2 decompress = nullptr;
+  Destroy destroy = nullptr;
+  GetErrorStr2 error_str = nullptr;
+  GetErrorCode error_code = nullptr;  // optional (2.0+)
+  std::string path;
+};
+
+std::mutex g_mutex;
+const Api* g_api = nullptr;
+
+struct Handle {
+  tjhandle h = nullptr;
+  ~Handle() {
+    if (h != nullptr && g_api != nullptr) g_api->destroy(h);
+  }
+};
+
+}  // namespace
+
+std::string load_turbojpeg(const std::string& path) {
+#ifdef _WIN32
+  return "loading TurboJPEG at run time is not supported on Windows";
+#else
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (g_api != nullptr) return "";
+  void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) {
+    const char* err = dlerror();
+    return path + ": " + (err != nullptr ? err : "cannot load");
+  }
+  auto* api = new Api();
+  api->init = reinterpret_cast<InitDecompress>(dlsym(lib, "tjInitDecompress"));
+  api->header = reinterpret_cast<DecompressHeader3>(dlsym(lib, "tjDecompressHeader3"));
+  api->decompress = reinterpret_cast<Decompress2>(dlsym(lib, "tjDecompress2"));
+  api->destroy = reinterpret_cast<Destroy>(dlsym(lib, "tjDestroy"));
+  api->error_str = reinterpret_cast<GetErrorStr2>(dlsym(lib, "tjGetErrorStr2"));
+  api->error_code = reinterpret_cast<GetErrorCode>(dlsym(lib, "tjGetErrorCode"));
+  if (!api->init || !api->header || !api->decompress || !api->destroy || !api->error_str) {
+    delete api;
+    dlclose(lib);
+    return path + ": not a TurboJPEG library (missing tjDecompress2 and friends)";
+  }
+  api->path = path;
+  g_api = api;  // kept for the life of the process, like the library itself
+  return "";
+#endif
+}
+
+bool turbojpeg_loaded() { return g_api != nullptr; }
+std::string turbojpeg_path() { return g_api != nullptr ? g_api->path : ""; }
+
+bool is_jpeg(const uint8_t* data, size_t size) {
+  return size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
+}
+
+std::optional<Image> decode_jpeg_turbo(const uint8_t* data, size_t size, const std::string& what) {
+  const Api* api = g_api;
+  if (api == nullptr) return std::nullopt;
+  thread_local Handle handle;
+  if (handle.h == nullptr) handle.h = api->init();
+  if (handle.h == nullptr) throw std::runtime_error("TurboJPEG: cannot create a decompressor");
+  int w = 0, h = 0, subsamp = 0, colorspace = 0;
+  if (api->header(handle.h, data, static_cast<unsigned long>(size), &w, &h, &subsamp,
+                  &colorspace) != 0)
+    throw std::runtime_error(what + ": not a readable JPEG (" + api->error_str(handle.h) + ")");
+  if (w <= 0 || h <= 0 || static_cast<int64_t>(w) * h > (int64_t{1} << 30))
+    throw std::runtime_error(what + ": unsupported JPEG size " + std::to_string(w) + "x" +
+                             std::to_string(h));
+  Image img;
+  img.width = w;
+  img.height = h;
+  img.pixels.resize(static_cast<size_t>(w) * h * 3);
+  if (api->decompress(handle.h, data, static_cast<unsigned long>(size), img.pixels.data(), w, w * 3,
+                      h, kPixelFormatRgb, kFlagAccurateDct) != 0) {
+    // Warnings (a truncated but mostly decodable file) still give pixels, as OpenCV would.
+    bool warning_only = api->error_code != nullptr && api->error_code(handle.h) == kErrorWarning;
+    if (!warning_only)
+      throw std::runtime_error(what + ": corrupt JPEG (" + api->error_str(handle.h) + ")");
+  }
+  return img;
+}
+
+}  // namespace yolo5

@@ -1,0 +1,160 @@
+#include "ops/predict.h"
+
+#include <chrono>
+#include <cmath>
+
+namespace yolo5 {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// Where a letterboxed image sits in the model input, to map boxes back.
+struct Placement {
+  double gain = 1, pad_w = 0, pad_h = 0;
+};
+
+torch::Tensor to_input(const std::vector<const Image*>& images) {
+  const int h = images[0]->height, w = images[0]->width;
+  auto batch = torch::empty({static_cast<int64_t>(images.size()), h, w, 3}, torch::kUInt8);
+  for (size_t i = 0; i < images.size(); ++i)
+    std::memcpy(batch[static_cast<int64_t>(i)].data_ptr(), images[i]->pixels.data(),
+                images[i]->pixels.size());
+  return batch.permute({0, 3, 1, 2}).to(torch::kFloat).div_(255);
+}
+
+void scale_back(torch::Tensor& det, const Placement& p, int width, int height) {
+  if (det.size(0) == 0) return;
+  auto xs = det.slice(1, 0, 4);
+  xs.select(1, 0).sub_(p.pad_w);
+  xs.select(1, 2).sub_(p.pad_w);
+  xs.select(1, 1).sub_(p.pad_h);
+  xs.select(1, 3).sub_(p.pad_h);
+  xs.div_(p.gain);
+  xs.select(1, 0).clamp_(0, width);
+  xs.select(1, 2).clamp_(0, width);
+  xs.select(1, 1).clamp_(0, height);
+  xs.select(1, 3).clamp_(0, height);
+}
+
+}  // namespace
+
+std::string ImageInput::label() const {
+  switch (kind) {
+    case Kind::Path:
+      return path;
+    case Kind::Encoded:
+      return "<encoded image buffer>";
+    case Kind::Raw:
+      return "<raw RGB " + std::to_string(width) + "x" + std::to_string(height) + ">";
+  }
+  return "<image>";
+}
+
+Image load_input(const ImageInput& input) {
+  switch (input.kind) {
+    case ImageInput::Kind::Path:
+      return read_image(input.path);
+    case ImageInput::Kind::Encoded:
+      return decode_image(input.bytes.data(), input.bytes.size(), input.label());
+    case ImageInput::Kind::Raw:
+      return image_from_rgb(input.bytes.data(), input.width, input.height);
+  }
+  throw std::invalid_argument("unknown image input");
+}
+
+std::vector<PredictResult> predict(YoloModelImpl& model, const std::vector<ImageInput>& inputs,
+                                   const PredictOptions& opts, PredictTiming& timing) {
+  const int stride = static_cast<int>(
+      *std::max_element(model.detect().stride.begin(), model.detect().stride.end()));
+  const auto n = static_cast<int64_t>(inputs.size());
+  std::vector<PredictResult> results(inputs.size());
+  std::vector<Image> boxed(inputs.size());
+  std::vector<Placement> place(inputs.size());
+
+  auto t0 = Clock::now();
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      auto& r = results[i];
+      try {
+        Image src = load_input(inputs[i]);
+        r.width = src.width;
+        r.height = src.height;
+        Placement& p = place[i];
+        if (opts.shape) {
+          // The reference's val path: long side to imgsz (area when shrinking), then letterbox
+          // into the batch shape without upscaling.
+          double ratio = static_cast<double>(opts.imgsz) / std::max(src.width, src.height);
+          Image resized = src;
+          if (ratio != 1) {
+            resized = resize_image(src, static_cast<int>(std::ceil(src.width * ratio)),
+                                   static_cast<int>(std::ceil(src.height * ratio)),
+                                   ratio > 1 ? Interp::Linear : Interp::Area);
+          }
+          auto lb = letterbox(resized, opts.shape->first, opts.shape->second, false, false, stride);
+          p.gain = static_cast<double>(resized.height) / src.height * lb.ratio;
+          p.pad_w = lb.pad_w;
+          p.pad_h = lb.pad_h;
+          boxed[i] = std::move(lb.image);
+        } else {
+          auto lb = letterbox(src, opts.imgsz, opts.imgsz, true, true, stride);
+          const Image& im = lb.image;
+          // Detect maps back from the shapes alone, as the reference does.
+          p.gain = std::min(static_cast<double>(im.height) / src.height,
+                            static_cast<double>(im.width) / src.width);
+          p.pad_w = (im.width - src.width * p.gain) / 2;
+          p.pad_h = (im.height - src.height * p.gain) / 2;
+          boxed[i] = std::move(lb.image);
+        }
+        if (opts.keep_images) r.image = std::move(src);
+        r.ok = true;
+      } catch (const std::exception& e) {
+        r.ok = false;
+        r.error = e.what();
+      }
+    }
+  });
+  timing.pre_ms += ms_since(t0);
+
+  // Batches: all images together when they share one shape (val), else one by one (detect).
+  std::vector<std::vector<int64_t>> batches;
+  if (opts.shape) {
+    batches.emplace_back();
+    for (int64_t i = 0; i < n; ++i)
+      if (results[i].ok) batches.back().push_back(i);
+  } else {
+    for (int64_t i = 0; i < n; ++i)
+      if (results[i].ok) batches.push_back({i});
+  }
+  c10::InferenceMode guard;
+  model.eval();
+  auto device = model.detect().anchors.device();
+  for (auto& batch : batches) {
+    if (batch.empty()) continue;
+    auto t1 = Clock::now();
+    std::vector<const Image*> images;
+    for (auto i : batch) images.push_back(&boxed[i]);
+    auto x = to_input(images).to(device);
+    timing.pre_ms += ms_since(t1);
+    auto t2 = Clock::now();
+    auto out = model.forward(x).decoded;
+    if (device.is_cuda()) out = out.to(torch::kCPU);  // NMS runs on the CPU copy
+    timing.inference_ms += ms_since(t2);
+    auto t3 = Clock::now();
+    auto dets = non_max_suppression(out, opts.nms);
+    for (size_t k = 0; k < batch.size(); ++k) {
+      auto& r = results[batch[k]];
+      r.detections = dets[k].contiguous();
+      scale_back(r.detections, place[batch[k]], r.width, r.height);
+    }
+    timing.nms_ms += ms_since(t3);
+  }
+  timing.images +=
+      static_cast<int>(std::count_if(results.begin(), results.end(), [](auto& r) { return r.ok; }));
+  return results;
+}
+
+}  // namespace yolo5
