@@ -5,6 +5,16 @@ import { loadModel, type LoadModelOptions, type ParameterInfo } from './model';
 import type { FreezeSpec } from './freeze';
 
 export { loadModel, Model } from './model';
+export { detect, detectImages } from './detect';
+export type {
+  Box,
+  DetectOptions,
+  DetectOutput,
+  DetectResult,
+  DetectSpeed,
+  ImageInput,
+  RawImage,
+} from './detect';
 export type {
   ForwardResult,
   LoadModelOptions,

@@ -30,7 +30,16 @@ function globToRegExp(glob: string): RegExp {
         if (glob[i + 1] === '/') i++;
       } else re += '[^/]*';
     } else if (c === '?') re += '[^/]';
-    else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+    else if (c === '[' && glob.indexOf(']', i + 2) > i) {
+      // A character class like [0-3] or [!a]: copied with ! as the negation.
+      const end = glob.indexOf(']', i + 2);
+      const body = glob
+        .slice(i + 1, end)
+        .replace(/^!/, '^')
+        .replace(/\\/g, '\\\\');
+      re += `[${body}]`;
+      i = end;
+    } else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
   }
   return new RegExp(`^${re}$`);
 }
@@ -51,10 +60,10 @@ export function expandImageSources(sources: string | readonly string[]): string[
   const list = typeof sources === 'string' ? [sources] : [...sources];
   const files: string[] = [];
   for (const src of list) {
-    if (/[*?]/.test(src)) {
+    if (/[*?[]/.test(src) && !fs.existsSync(src)) {
       // The fixed part before the first wildcard is where the search starts.
       const abs = path.resolve(src);
-      const firstWild = abs.search(/[*?]/);
+      const firstWild = abs.search(/[*?[]/);
       const base = abs.slice(0, abs.lastIndexOf(path.sep, firstWild) + 1) || path.sep;
       const re = globToRegExp(abs);
       const found = fs.existsSync(base)

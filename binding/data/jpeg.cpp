@@ -86,8 +86,9 @@ bool is_jpeg(const uint8_t* data, size_t size) {
 std::optional<Image> decode_jpeg_turbo(const uint8_t* data, size_t size, const std::string& what) {
   const Api* api = g_api;
   if (api == nullptr) return std::nullopt;
-  thread_local Handle handle;
-  if (handle.h == nullptr) handle.h = api->init();
+  // A fresh decompressor per image: a reused one can carry the previous header into a bad file.
+  Handle handle;
+  handle.h = api->init();
   if (handle.h == nullptr) throw std::runtime_error("TurboJPEG: cannot create a decompressor");
   int w = 0, h = 0, subsamp = 0, colorspace = 0;
   if (api->header(handle.h, data, static_cast<unsigned long>(size), &w, &h, &subsamp,

@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { Yolo5Error } from '../errors';
 import { version } from '../runtime';
+import { detectCommand } from './detect';
 import { paramsCommand } from './params';
 
 export function buildProgram(): Command {
@@ -11,6 +12,7 @@ export function buildProgram(): Command {
     .version(version, '-v, --version')
     .showHelpAfterError();
   program.addCommand(paramsCommand());
+  program.addCommand(detectCommand());
   return program;
 }
 

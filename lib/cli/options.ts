@@ -14,6 +14,18 @@ export function parseInteger(name: string, min: number) {
   };
 }
 
+export function parseNumber(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+      throw new InvalidArgumentError(
+        `Expected number between ${min} and ${max} for ${name} but received ${JSON.stringify(value)}`,
+      );
+    }
+    return n;
+  };
+}
+
 /** `--freeze 10` (a count), `--freeze 0 1 2` (layers), `--freeze model.24. 'model.1*'` (prefixes, globs). */
 export function freezeSpecFromArgs(values: string[] | undefined): FreezeSpec | undefined {
   if (values === undefined || values.length === 0) return undefined;

@@ -1,0 +1,156 @@
+/** `yolo5 detect`: annotated images, YOLO txt labels, crops and a JSON summary in runs/detect/exp*. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Command } from 'commander';
+import { detectImages, type DetectResult } from '../detect';
+import { native } from '../native';
+import { makeRunDir } from '../runs';
+import { parseInteger, parseNumber } from './options';
+
+interface DetectCliOptions {
+  weights: string;
+  cfg?: string;
+  source: string[];
+  imgsz: number;
+  conf: number;
+  iou: number;
+  maxDet: number;
+  classes?: number[];
+  agnosticNms?: boolean;
+  saveTxt?: boolean;
+  saveConf?: boolean;
+  saveCrop?: boolean;
+  nosave?: boolean;
+  lineThickness: number;
+  hideLabels?: boolean;
+  hideConf?: boolean;
+  project?: string;
+  name?: string;
+  existOk?: boolean;
+}
+
+export function detectCommand(): Command {
+  return new Command('detect')
+    .description('detect objects in images; writes annotated copies, labels and a JSON summary')
+    .requiredOption('--weights <file>', 'checkpoint (.pt) to run')
+    .requiredOption('--source <paths...>', 'image file, folder or glob (several allowed)')
+    .option('--cfg <yaml>', 'model yaml, for weights that are a plain state dict')
+    .option('--img, --imgsz <n>', 'inference size (pixels)', parseInteger('--img', 32), 640)
+    .option('--conf <x>', 'confidence threshold', parseNumber('--conf', 0, 1), 0.25)
+    .option('--iou <x>', 'NMS IoU threshold', parseNumber('--iou', 0, 1), 0.45)
+    .option('--max-det <n>', 'most detections per image', parseInteger('--max-det', 1), 1000)
+    .option(
+      '--classes <ids...>',
+      'keep only these class ids',
+      (v: string, prev: number[] | undefined) => [...(prev ?? []), parseInteger('--classes', 0)(v)],
+    )
+    .option('--agnostic-nms', 'one NMS across classes')
+    .option('--save-txt', 'write YOLO labels (class cx cy w h) per image')
+    .option('--save-conf', 'append the confidence to --save-txt rows')
+    .option('--save-crop', 'write each detection as its own image')
+    .option('--nosave', 'do not write annotated images')
+    .option(
+      '--line-thickness <n>',
+      'box line width in pixels',
+      parseInteger('--line-thickness', 1),
+      3,
+    )
+    .option('--hide-labels', 'draw boxes without labels')
+    .option('--hide-conf', 'draw labels without confidences')
+    .option('--project <dir>', 'runs folder', 'runs/detect')
+    .option('--name <name>', 'run name', 'exp')
+    .option('--exist-ok', 'reuse an existing run folder')
+    .action(async (o: DetectCliOptions) => {
+      const out = (s: string) => process.stdout.write(`${s}\n`);
+      const { results, speed, model } = await detectImages(o.source, {
+        weights: o.weights,
+        ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
+        imgsz: o.imgsz,
+        conf: o.conf,
+        iou: o.iou,
+        maxDet: o.maxDet,
+        ...(o.classes ? { classes: o.classes } : {}),
+        agnosticNms: o.agnosticNms === true,
+        log: out,
+      });
+      const dir = makeRunDir('detect', {
+        ...(o.project ? { project: o.project } : {}),
+        ...(o.name ? { name: o.name } : {}),
+        existOk: o.existOk === true,
+      });
+      if (o.saveTxt) fs.mkdirSync(path.join(dir, 'labels'), { recursive: true });
+      for (const r of results) {
+        if (r.error) continue;
+        const stem = path.parse(r.source).name;
+        out(`${r.source}: ${r.width}x${r.height} ${summary(r, model.names)}`);
+        if (o.saveTxt) writeLabels(path.join(dir, 'labels', `${stem}.txt`), r, o.saveConf === true);
+        const crops = o.saveCrop
+          ? r.boxes.map((b, index) => {
+              const cropDir = path.join(dir, 'crops', b.name);
+              fs.mkdirSync(cropDir, { recursive: true });
+              return { index, path: uniquePath(path.join(cropDir, `${stem}.jpg`)) };
+            })
+          : [];
+        if (!o.nosave || crops.length > 0) {
+          const boxes = r.boxes.map((b) => ({
+            x1: b.x1,
+            y1: b.y1,
+            x2: b.x2,
+            y2: b.y2,
+            cls: b.class,
+            label: o.hideLabels ? '' : o.hideConf ? b.name : `${b.name} ${b.confidence.toFixed(2)}`,
+          }));
+          const ext = path.extname(r.source).toLowerCase() === '.png' ? '.png' : '.jpg';
+          await native().drawDetections(r.source, o.nosave ? [] : boxes, {
+            lineWidth: o.lineThickness,
+            ...(o.nosave
+              ? { format: 'bmp' as const }
+              : { output: path.join(dir, `${stem}${ext}`) }),
+            crops,
+          });
+        }
+      }
+      fs.writeFileSync(
+        path.join(dir, 'results.json'),
+        `${JSON.stringify({ speed, results }, null, 2)}\n`,
+      );
+      out(
+        `Speed: ${speed.preprocess.toFixed(1)}ms pre-process, ${speed.inference.toFixed(1)}ms inference, ${speed.nms.toFixed(1)}ms NMS per image`,
+      );
+      out(`Results saved to ${dir}`);
+    });
+}
+
+function summary(r: DetectResult, names: string[]): string {
+  if (r.boxes.length === 0) return '(no detections)';
+  const counts = new Map<number, number>();
+  for (const b of r.boxes) counts.set(b.class, (counts.get(b.class) ?? 0) + 1);
+  return [...counts.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([c, n]) => `${n} ${names[c] ?? c}${n > 1 ? 's' : ''}`)
+    .join(', ');
+}
+
+/** YOLO rows normalised to the image, lowest confidence first (as the reference writes them). */
+function writeLabels(file: string, r: DetectResult, withConf: boolean): void {
+  const lines = [...r.boxes].reverse().map((b) => {
+    const v = [
+      (b.x1 + b.x2) / 2 / r.width,
+      (b.y1 + b.y2) / 2 / r.height,
+      (b.x2 - b.x1) / r.width,
+      (b.y2 - b.y1) / r.height,
+      ...(withConf ? [b.confidence] : []),
+    ];
+    return [b.class, ...v.map((x) => Number(x.toPrecision(6)))].join(' ');
+  });
+  fs.writeFileSync(file, lines.length ? `${lines.join('\n')}\n` : '');
+}
+
+function uniquePath(file: string): string {
+  if (!fs.existsSync(file)) return file;
+  const { dir, name, ext } = path.parse(file);
+  for (let n = 2; ; n++) {
+    const p = path.join(dir, `${name}${n}${ext}`);
+    if (!fs.existsSync(p)) return p;
+  }
+}
