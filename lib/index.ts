@@ -6,6 +6,10 @@ import type { FreezeSpec } from './freeze';
 
 export { loadModel, Model } from './model';
 export { detect, detectImages } from './detect';
+export { val } from './val';
+export type { ClassMetrics, ValMetrics, ValOptions, ValResult } from './val';
+export { readDataConfig } from './data';
+export type { DataConfig } from './data';
 export type {
   Box,
   DetectOptions,

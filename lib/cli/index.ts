@@ -5,6 +5,7 @@ import { Yolo5Error } from '../errors';
 import { version } from '../runtime';
 import { detectCommand } from './detect';
 import { paramsCommand } from './params';
+import { valCommand } from './val';
 
 export function buildProgram(): Command {
   const program = new Command('yolo5')
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .showHelpAfterError();
   program.addCommand(paramsCommand());
   program.addCommand(detectCommand());
+  program.addCommand(valCommand());
   return program;
 }
 

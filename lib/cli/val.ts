@@ -1,0 +1,75 @@
+/** `yolo5 val`: the reference's metrics table on a data set split, saved in runs/val/exp*. */
+import { Command } from 'commander';
+import { val } from '../val';
+import { parseInteger, parseNumber } from './options';
+
+interface ValCliOptions {
+  weights: string;
+  cfg?: string;
+  data: string;
+  imgsz: number;
+  batch: number;
+  conf: number;
+  iou: number;
+  maxDet: number;
+  task: 'val' | 'test' | 'train';
+  singleCls?: boolean;
+  verbose?: boolean;
+  saveTxt?: boolean;
+  saveConf?: boolean;
+  saveJson?: boolean;
+  project: string;
+  name: string;
+  existOk?: boolean;
+}
+
+export function valCommand(): Command {
+  return new Command('val')
+    .description('validate a model on a data set: P, R, mAP50, mAP50-95 per class')
+    .requiredOption('--weights <file>', 'checkpoint (.pt) to validate')
+    .requiredOption('--data <yaml>', 'data set yaml (path, train, val, test, names)')
+    .option('--cfg <yaml>', 'model yaml, for weights that are a plain state dict')
+    .option('--img, --imgsz <n>', 'inference size (pixels)', parseInteger('--img', 32), 640)
+    .option('--batch <n>', 'batch size', parseInteger('--batch', 1), 32)
+    .option('--conf <x>', 'confidence threshold', parseNumber('--conf', 0, 1), 0.001)
+    .option('--iou <x>', 'NMS IoU threshold', parseNumber('--iou', 0, 1), 0.6)
+    .option('--max-det <n>', 'most detections per image', parseInteger('--max-det', 1), 300)
+    .option('--task <split>', 'val, test or train', 'val')
+    .option('--single-cls', 'treat every class as one')
+    .option('--verbose', 'print every class')
+    .option('--save-txt', 'write predictions as YOLO labels')
+    .option('--save-conf', 'append confidences to --save-txt rows')
+    .option('--save-json', 'write COCO-style predictions.json')
+    .option('--project <dir>', 'runs folder', 'runs/val')
+    .option('--name <name>', 'run name', 'exp')
+    .option('--exist-ok', 'reuse an existing run folder')
+    .action(async (o: ValCliOptions) => {
+      const out = (s: string) => process.stdout.write(`${s}\n`);
+      if (!['val', 'test', 'train'].includes(o.task)) {
+        throw new Error(
+          `Expected val, test or train for --task but received ${JSON.stringify(o.task)}`,
+        );
+      }
+      await val({
+        weights: o.weights,
+        ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
+        data: o.data,
+        imgsz: o.imgsz,
+        batch: o.batch,
+        conf: o.conf,
+        iou: o.iou,
+        maxDet: o.maxDet,
+        task: o.task,
+        singleCls: o.singleCls === true,
+        verbose: o.verbose === true,
+        saveTxt: o.saveTxt === true,
+        saveConf: o.saveConf === true,
+        saveJson: o.saveJson === true,
+        save: true,
+        project: o.project,
+        name: o.name,
+        existOk: o.existOk === true,
+        log: out,
+      });
+    });
+}

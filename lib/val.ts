@@ -1,0 +1,367 @@
+/**
+ * `val`: the reference's validation — rect batches, letterbox, NMS at conf 0.001 / IoU 0.6
+ * multi-label, matching at IoU 0.50:0.95, AP by 101-point interpolation, P/R at max F1.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { listImages, labelPathFor, readDataConfig, readLabels, type DataConfig } from './data';
+import { Yolo5Error, show } from './errors';
+import { ConfusionMatrix, DetectionStats } from './metrics';
+import { loadModel, type Model } from './model';
+import { native } from './native';
+import { checkBoolean, checkImageSize, checkInteger, checkNumber } from './options';
+import { makeRunDir } from './runs';
+
+export interface ValOptions {
+  /** A loaded model, or `weights` (+ `cfg` for a plain state dict) to load. */
+  model?: Model;
+  weights?: string;
+  cfg?: string;
+  /** Data yaml path, or an already read config. */
+  data: string | DataConfig;
+  imgsz?: number;
+  batch?: number;
+  conf?: number;
+  iou?: number;
+  maxDet?: number;
+  task?: 'val' | 'test' | 'train';
+  singleCls?: boolean;
+  /** Print per-class rows. */
+  verbose?: boolean;
+  saveTxt?: boolean;
+  saveConf?: boolean;
+  saveJson?: boolean;
+  /** Run folder (only made when something is saved, or `save: true`). */
+  project?: string;
+  name?: string;
+  existOk?: boolean;
+  save?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface ClassMetrics {
+  class: number;
+  name: string;
+  images: number;
+  instances: number;
+  precision: number;
+  recall: number;
+  mAP50: number;
+  mAP50_95: number;
+}
+
+export interface ValMetrics {
+  precision: number;
+  recall: number;
+  mAP50: number;
+  mAP50_95: number;
+  fitness: number;
+}
+
+export interface ValResult {
+  metrics: ValMetrics;
+  perClass: ClassMetrics[];
+  /** Milliseconds per image. */
+  speed: { preprocess: number; inference: number; nms: number };
+  /** (nc + 1)² counts: rows predicted class (last = background), columns true class. */
+  confusion: number[][];
+  images: number;
+  instances: number;
+  /** The report printed (header, all, per-class rows). */
+  table: string;
+  saveDir?: string;
+}
+
+interface Item {
+  file: string;
+  width: number;
+  height: number;
+  labels: number[][];
+}
+
+/** Reads a split: images with their sizes and labels; unusable images/labels are skipped with a warning. */
+export async function loadSplit(
+  data: DataConfig,
+  task: 'train' | 'val' | 'test',
+  log: (line: string) => void,
+  singleCls = false,
+): Promise<Item[]> {
+  const sources = data[task];
+  if (!sources)
+    throw new Yolo5Error('E_DATA', `${data.file}: no ${show(task)} split`, { file: data.file });
+  const files = listImages(sources, `${data.file} ${task}`);
+  const sizes = await native().imageInfo(files);
+  const items: Item[] = [];
+  let missing = 0;
+  let empty = 0;
+  let corrupt = 0;
+  files.forEach((file, i) => {
+    const size = sizes[i]!;
+    if ('error' in size) {
+      corrupt++;
+      log(`WARNING: ${file}: ignoring corrupt image: ${size.error}`);
+      return;
+    }
+    if (size.width < 10 || size.height < 10) {
+      corrupt++;
+      log(`WARNING: ${file}: ignoring image smaller than 10 pixels (${size.width}x${size.height})`);
+      return;
+    }
+    try {
+      const l = readLabels(labelPathFor(file), data.nc);
+      for (const w of l.warnings) log(`WARNING: ${w}`);
+      if (l.status === 'missing') missing++;
+      if (l.status === 'empty') empty++;
+      const labels = singleCls ? l.rows.map((r) => [0, ...r.slice(1)]) : l.rows;
+      items.push({ file, width: size.width, height: size.height, labels });
+    } catch (e) {
+      if (!(e instanceof Yolo5Error)) throw e;
+      corrupt++;
+      log(`WARNING: ${file}: ignoring corrupt image/label: ${e.message}`);
+    }
+  });
+  const found = items.length - missing - empty;
+  log(
+    `${task}: ${files.length} images, ${found} labelled, ${missing} missing labels, ${empty} empty, ${corrupt} corrupt`,
+  );
+  if (items.length === 0)
+    throw new Yolo5Error('E_DATA', `${data.file}: no usable images in the ${task} split`);
+  return items;
+}
+
+/** Rect batches as the reference forms them: sorted by aspect ratio, shapes rounded to the stride. */
+export function rectBatches(
+  items: Item[],
+  batch: number,
+  imgsz: number,
+  stride: number,
+  pad = 0.5,
+) {
+  const order = items
+    .map((_, i) => i)
+    .sort((a, b) => items[a]!.height / items[a]!.width - items[b]!.height / items[b]!.width);
+  const batches: { indices: number[]; shape: [number, number] }[] = [];
+  for (let s = 0; s < order.length; s += batch) {
+    const indices = order.slice(s, s + batch);
+    const ars = indices.map((i) => items[i]!.height / items[i]!.width);
+    const mini = Math.min(...ars);
+    const maxi = Math.max(...ars);
+    let shape: [number, number] = [1, 1];
+    if (maxi < 1) shape = [maxi, 1];
+    else if (mini > 1) shape = [1, 1 / mini];
+    batches.push({
+      indices,
+      shape: [
+        Math.ceil((shape[0] * imgsz) / stride + pad) * stride,
+        Math.ceil((shape[1] * imgsz) / stride + pad) * stride,
+      ],
+    });
+  }
+  return batches;
+}
+
+function fmt(v: number): string {
+  // Python's %11.3g
+  if (v === 0) return '0';
+  const s = v.toPrecision(3);
+  return s.includes('e') ? s.replace(/e([+-])(\d)$/, 'e$10$2') : String(Number(s));
+}
+
+export function formatRow(
+  name: string,
+  images: number,
+  instances: number,
+  p: number,
+  r: number,
+  m50: number,
+  m: number,
+): string {
+  return (
+    name.padStart(22) +
+    [images, instances].map((x) => String(x).padStart(11)).join('') +
+    [p, r, m50, m].map((x) => fmt(x).padStart(11)).join('')
+  );
+}
+
+export const VAL_HEADER =
+  'Class'.padStart(22) +
+  ['Images', 'Instances', 'P', 'R', 'mAP50', 'mAP50-95'].map((s) => s.padStart(11)).join('');
+
+export async function val(opts: ValOptions): Promise<ValResult> {
+  const log = opts.log ?? (() => {});
+  const data = typeof opts.data === 'string' ? readDataConfig(opts.data) : opts.data;
+  const model =
+    opts.model ??
+    (await loadModel({
+      ...(opts.weights !== undefined ? { weights: opts.weights } : {}),
+      ...(opts.cfg !== undefined ? { cfg: opts.cfg } : {}),
+      ...(opts.cfg !== undefined && opts.weights === undefined ? { nc: data.nc } : {}),
+      log,
+    }));
+  const singleCls = checkBoolean('singleCls', opts.singleCls ?? false);
+  const nc = singleCls ? 1 : model.nc;
+  if (!singleCls && model.nc !== data.nc) {
+    throw new Yolo5Error(
+      'E_DATA',
+      `The model has ${model.nc} classes but ${data.file} has ${data.nc}: pass matching weights and data`,
+      {
+        file: data.file,
+      },
+    );
+  }
+  const names = singleCls ? ['item'] : model.names.length === nc ? model.names : data.names;
+  const stride = Math.max(...model.info().stride);
+  const imgsz = checkImageSize('imgsz', opts.imgsz ?? 640, stride, log);
+  const batch = checkInteger('batch', opts.batch ?? 32, 1);
+  const conf = checkNumber('conf', opts.conf ?? 0.001, 0, 1);
+  const iou = checkNumber('iou', opts.iou ?? 0.6, 0, 1);
+  const maxDet = checkInteger('maxDet', opts.maxDet ?? 300, 1);
+  const task = opts.task ?? 'val';
+  const items = await loadSplit(data, task, log, singleCls);
+
+  const wantsDir = opts.saveTxt || opts.saveJson || opts.save;
+  const saveDir = wantsDir
+    ? makeRunDir('val', {
+        ...(opts.project ? { project: opts.project } : {}),
+        ...(opts.name ? { name: opts.name } : {}),
+        existOk: opts.existOk === true,
+      })
+    : undefined;
+  if (saveDir && opts.saveTxt) fs.mkdirSync(path.join(saveDir, 'labels'), { recursive: true });
+
+  const stats = new DetectionStats();
+  const confusion = new ConfusionMatrix(nc);
+  const jsonDets: {
+    image_id: string | number;
+    category_id: number;
+    bbox: number[];
+    score: number;
+  }[] = [];
+  const timing = { pre: 0, inference: 0, nms: 0, images: 0 };
+  for (const b of rectBatches(items, batch, imgsz, stride)) {
+    const { results, timing: t } = await model.predict(
+      b.indices.map((i) => items[i]!.file),
+      { imgsz, shape: b.shape, conf, iou, multiLabel: true, agnostic: singleCls, maxDet },
+    );
+    timing.pre += t.pre;
+    timing.inference += t.inference;
+    timing.nms += t.nms;
+    timing.images += t.images;
+    b.indices.forEach((idx, k) => {
+      const item = items[idx]!;
+      const r = results[k]!;
+      if (!r.ok) {
+        log(`WARNING: ${item.file}: ${r.error}`);
+        return;
+      }
+      const dets = r.detections;
+      if (singleCls) for (let j = 5; j < dets.length; j += 6) dets[j] = 0;
+      const labels = item.labels.map(([c, cx, cy, w, h]) => [
+        c!,
+        (cx! - w! / 2) * item.width,
+        (cy! - h! / 2) * item.height,
+        (cx! + w! / 2) * item.width,
+        (cy! + h! / 2) * item.height,
+      ]);
+      stats.addImage(dets, labels);
+      confusion.processBatch(dets, labels);
+      if (saveDir && opts.saveTxt)
+        writeTxt(
+          path.join(saveDir, 'labels', `${path.parse(item.file).name}.txt`),
+          dets,
+          item,
+          opts.saveConf === true,
+        );
+      if (opts.saveJson) {
+        const stem = path.parse(item.file).name;
+        const id = /^\d+$/.test(stem) ? Number(stem) : stem;
+        for (let j = 0; j + 6 <= dets.length; j += 6) {
+          const [x1, y1, x2, y2, score, cls] = Array.from(dets.subarray(j, j + 6));
+          jsonDets.push({
+            image_id: id,
+            category_id: cls!,
+            bbox: [x1!, y1!, x2! - x1!, y2! - y1!].map((v) => Math.round(v * 1000) / 1000),
+            score: Math.round(score! * 1e5) / 1e5,
+          });
+        }
+      }
+    });
+  }
+
+  const m = stats.compute(nc, names);
+  const lines = [
+    VAL_HEADER,
+    formatRow('all', m.seen, m.instances, m.precision, m.recall, m.mAP50, m.mAP50_95),
+  ];
+  if (m.instances === 0)
+    lines.push(
+      `WARNING: no labels found in the ${task} set, cannot compute metrics without labels`,
+    );
+  if (opts.verbose || (nc < 50 && nc > 1)) {
+    for (const c of m.perClass)
+      lines.push(formatRow(c.name, m.seen, c.instances, c.precision, c.recall, c.ap50, c.ap50_95));
+  }
+  const n = Math.max(timing.images, 1);
+  const speed = {
+    preprocess: timing.pre / n,
+    inference: timing.inference / n,
+    nms: timing.nms / n,
+  };
+  lines.push(
+    `Speed: ${speed.preprocess.toFixed(1)}ms pre-process, ${speed.inference.toFixed(1)}ms inference, ${speed.nms.toFixed(1)}ms NMS per image at shape (${batch}, 3, ${imgsz}, ${imgsz})`,
+  );
+  const table = lines.join('\n');
+  for (const l of lines) log(l);
+  const result: ValResult = {
+    metrics: {
+      precision: m.precision,
+      recall: m.recall,
+      mAP50: m.mAP50,
+      mAP50_95: m.mAP50_95,
+      fitness: m.fitness,
+    },
+    perClass: m.perClass.map((c) => ({
+      class: c.class,
+      name: c.name,
+      images: c.images,
+      instances: c.instances,
+      precision: c.precision,
+      recall: c.recall,
+      mAP50: c.ap50,
+      mAP50_95: c.ap50_95,
+    })),
+    speed,
+    confusion: confusion.toArray(),
+    images: m.seen,
+    instances: m.instances,
+    table,
+  };
+  if (saveDir) {
+    result.saveDir = saveDir;
+    fs.writeFileSync(path.join(saveDir, 'results.txt'), `${table}\n`);
+    fs.writeFileSync(
+      path.join(saveDir, 'metrics.json'),
+      `${JSON.stringify({ ...result, table: undefined }, null, 2)}\n`,
+    );
+    if (opts.saveJson)
+      fs.writeFileSync(path.join(saveDir, 'predictions.json'), JSON.stringify(jsonDets));
+    log(`Results saved to ${saveDir}`);
+  }
+  return result;
+}
+
+function writeTxt(file: string, dets: Float32Array, item: Item, withConf: boolean): void {
+  const rows: string[] = [];
+  for (let j = 0; j + 6 <= dets.length; j += 6) {
+    const [x1, y1, x2, y2, c, cls] = Array.from(dets.subarray(j, j + 6));
+    const v = [
+      (x1! + x2!) / 2 / item.width,
+      (y1! + y2!) / 2 / item.height,
+      (x2! - x1!) / item.width,
+      (y2! - y1!) / item.height,
+    ];
+    if (withConf) v.push(c!);
+    rows.push([cls, ...v.map((x) => Number(x.toPrecision(6)))].join(' '));
+  }
+  fs.writeFileSync(file, rows.length ? `${rows.join('\n')}\n` : '');
+}
