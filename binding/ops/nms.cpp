@@ -86,8 +86,23 @@ std::vector<torch::Tensor> non_max_suppression(const torch::Tensor& prediction,
     auto order = det.select(1, 4).argsort(0, true);
     if (order.size(0) > opts.max_nms) order = order.slice(0, 0, opts.max_nms);
     det = det.index({order});
-    auto offset = det.slice(1, 5, 6) * (opts.agnostic ? 0.0 : opts.max_wh);
-    auto keep = nms_indices(det.slice(1, 0, 4) + offset, det.select(1, 4), opts.iou);
+    torch::Tensor keep;
+    if (opts.agnostic) {
+      keep = nms_indices(det.slice(1, 0, 4), det.select(1, 4), opts.iou);
+    } else {
+      // Per class: the same result as one NMS over class-offset boxes, without comparing boxes of
+      // different classes (thousands of low-confidence candidates in val).
+      auto cls = det.select(1, 5).to(torch::kLong);
+      std::vector<torch::Tensor> kept;
+      for (auto c : std::get<0>(at::_unique(cls)).unbind()) {
+        auto idx = (cls == c).nonzero().view(-1);
+        kept.push_back(idx.index(
+            {nms_indices(det.index({idx}).slice(1, 0, 4), det.index({idx, 4}), opts.iou)}));
+      }
+      keep = torch::cat(kept);
+      // Best score first across classes; det is already sorted, so index order is score order.
+      keep = std::get<0>(keep.sort());
+    }
     if (keep.size(0) > opts.max_det) keep = keep.slice(0, 0, opts.max_det);
     out.push_back(det.index({keep}));
   }

@@ -12,7 +12,6 @@ struct NmsOptions {
   std::vector<int64_t> classes;  // keep only these classes (empty: all)
   int64_t max_det = 300;
   int64_t max_nms = 30000;  // candidates into NMS, best first
-  double max_wh = 7680;     // class offset that separates classes in one NMS
 };
 
 // Greedy NMS over xyxy boxes (n, 4) with scores (n): indices kept, best score first.
