@@ -14,6 +14,7 @@ import { matchFreeze, type FreezeSpec } from './freeze';
 import {
   native,
   nativeCall,
+  type LossHyp,
   type NativeImage,
   type NativeModel,
   type NativePredictOptions,
@@ -318,6 +319,22 @@ export class Model {
    */
   async predict(images: NativeImage[], opts: NativePredictOptions) {
     return nativeCall('predict', () => this.#native.predict(images, opts));
+  }
+
+  /**
+   * The YOLOv5 loss of one batch. `targets` rows are image, class, cx, cy, w, h (normalised);
+   * `hyp` holds the gains already scaled for levels, classes and image size. In train mode
+   * (default) BatchNorm uses batch statistics (and updates its running statistics, as a training
+   * step does) and the gradient norms of `gradNames` are returned; gradients are then cleared.
+   */
+  async loss(
+    input: Float32Array,
+    shape: readonly number[],
+    targets: Float32Array,
+    hyp: LossHyp,
+    opts: { train?: boolean; gradNames?: string[] } = {},
+  ) {
+    return nativeCall('loss', () => this.#native.loss(input, [...shape], targets, hyp, opts));
   }
 
   /** Folds each Conv's BatchNorm into its convolution for inference (irreversible). */

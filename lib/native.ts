@@ -104,6 +104,18 @@ export interface NativeDrawBox {
   label: string;
 }
 
+/** Loss gains as training scales them (box·3/nl, cls·nc/80·3/nl, obj·(imgsz/640)²·3/nl). */
+export interface LossHyp {
+  box: number;
+  cls: number;
+  obj: number;
+  cls_pw: number;
+  obj_pw: number;
+  anchor_t: number;
+  fl_gamma: number;
+  label_smoothing: number;
+}
+
 export interface NativeModel {
   namedParameters(): NativeParameter[];
   stateEntries(): NativeStateEntry[];
@@ -119,6 +131,19 @@ export interface NativeModel {
   ): Promise<NativeLoadReport>;
   getState(): Promise<NamedTensor[]>;
   fuse(): Promise<void>;
+  loss(
+    input: Float32Array,
+    shape: number[],
+    targets: Float32Array,
+    hyp: LossHyp,
+    options: { train?: boolean; gradNames?: string[] },
+  ): Promise<{
+    loss: number;
+    lbox: number;
+    lobj: number;
+    lcls: number;
+    gradNorms: Record<string, number>;
+  }>;
   predict(
     images: NativeImage[],
     options: NativePredictOptions,

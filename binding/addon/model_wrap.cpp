@@ -36,6 +36,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::GetState>("getState"),
                          InstanceMethod<&ModelWrap::Fuse>("fuse"),
                          InstanceMethod<&ModelWrap::Predict>("predict"),
+                         InstanceMethod<&ModelWrap::Loss>("loss"),
                      });
 }
 

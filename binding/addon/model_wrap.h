@@ -32,6 +32,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value GetState(const Napi::CallbackInfo& info);
   Napi::Value Fuse(const Napi::CallbackInfo& info);
   Napi::Value Predict(const Napi::CallbackInfo& info);  // predict_wrap.cpp
+  Napi::Value Loss(const Napi::CallbackInfo& info);     // train_wrap.cpp
 
   std::shared_ptr<ModelState> state_;
 };

@@ -1,0 +1,109 @@
+// Training-side methods of NativeModel: the loss (with gradients) on one batch.
+#include <napi.h>
+
+#include "addon/convert.h"
+#include "addon/model_wrap.h"
+#include "addon/worker.h"
+#include "loss/loss.h"
+
+namespace yolo5 {
+
+LossHyp to_loss_hyp(const Napi::Object& o) {
+  auto get = [&](const char* key, double fallback) {
+    auto v = o.Get(key);
+    return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+  };
+  LossHyp h;
+  h.box = get("box", h.box);
+  h.cls = get("cls", h.cls);
+  h.obj = get("obj", h.obj);
+  h.cls_pw = get("cls_pw", h.cls_pw);
+  h.obj_pw = get("obj_pw", h.obj_pw);
+  h.anchor_t = get("anchor_t", h.anchor_t);
+  h.fl_gamma = get("fl_gamma", h.fl_gamma);
+  h.label_smoothing = get("label_smoothing", h.label_smoothing);
+  return h;
+}
+
+// loss(input, shape, targets (n×6), hyp, { train?: boolean, gradNames?: string[] })
+//   → Promise<{ loss, lbox, lobj, lcls, gradNorms: { name: norm } }>
+// In train mode the forward uses batch statistics and gradients are computed (then cleared).
+Napi::Value ModelWrap::Loss(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 4)
+    throw Napi::TypeError::New(env, "loss(input, shape, targets, hyp, options)");
+  auto input = std::make_shared<HostArray>(to_host_array(info[0], "input"));
+  auto shape = to_shape(info[1], "shape");
+  auto targets = std::make_shared<HostArray>(to_host_array(info[2], "targets"));
+  if (input->dtype != c10::kFloat || targets->dtype != c10::kFloat)
+    throw Napi::TypeError::New(env, "input and targets must be Float32Arrays");
+  if (targets->length % 6 != 0)
+    throw Napi::RangeError::New(env, "targets must hold rows of 6 values");
+  auto hyp = to_loss_hyp(info[3].As<Napi::Object>());
+  bool train = true;
+  std::vector<std::string> grad_names;
+  if (info.Length() > 4 && info[4].IsObject()) {
+    auto o = info[4].As<Napi::Object>();
+    if (o.Has("train")) train = o.Get("train").ToBoolean().Value();
+    if (o.Get("gradNames").IsArray()) {
+      auto a = o.Get("gradNames").As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i)
+        grad_names.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+    }
+  }
+  struct Result {
+    double loss = 0, lbox = 0, lobj = 0, lcls = 0;
+    std::vector<std::pair<std::string, double>> norms;
+  };
+  auto result = std::make_shared<Result>();
+  auto state = state_;
+  return TaskWorker::Queue(
+      env,
+      [state, input, shape, targets, hyp, train, grad_names, result] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        auto& model = *state->model;
+        auto device = model.detect().anchors.device();
+        auto x = torch::from_blob(input->data, shape, torch::kFloat).to(device);
+        auto t = torch::from_blob(targets->data, {static_cast<int64_t>(targets->length / 6), 6},
+                                  torch::kFloat)
+                     .to(device);
+        model.train(train);
+        model.zero_grad();
+        LossOutput out;
+        if (train) {
+          out = compute_loss(model.forward(x).raw, t, model.detect(), hyp);
+          out.total.backward();
+        } else {
+          torch::NoGradGuard no_grad;
+          out = compute_loss(model.forward(x).raw, t, model.detect(), hyp);
+        }
+        model.eval();
+        result->loss = out.total.item<double>();
+        auto parts = out.parts.to(torch::kCPU);
+        result->lbox = parts[0].item<double>();
+        result->lobj = parts[1].item<double>();
+        result->lcls = parts[2].item<double>();
+        auto params = model.named_parameters(true);
+        for (auto& name : grad_names) {
+          auto* p = params.find(name);
+          if (p == nullptr) throw std::invalid_argument("no parameter named " + name);
+          result->norms.emplace_back(name,
+                                     p->grad().defined() ? p->grad().norm().item<double>() : 0.0);
+        }
+        model.zero_grad();
+      },
+      [result](Napi::Env env) -> Napi::Value {
+        auto o = Napi::Object::New(env);
+        o.Set("loss", result->loss);
+        o.Set("lbox", result->lbox);
+        o.Set("lobj", result->lobj);
+        o.Set("lcls", result->lcls);
+        auto norms = Napi::Object::New(env);
+        for (auto& [name, v] : result->norms) norms.Set(name, v);
+        o.Set("gradNorms", norms);
+        return o;
+      },
+      "yolo5.loss");
+}
+
+}  // namespace yolo5
