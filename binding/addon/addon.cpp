@@ -84,6 +84,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto ctor = ModelWrap::Define(env);
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(ctor)));
   exports.Set("NativeModel", ctor);
+  exports.Set("NativeTrainer", DefineTrainer(env));
   exports.Set("createModel", Napi::Function::New<ModelWrap::Create>(env, "createModel"));
   exports.Set("libtorchVersion", Napi::String::New(env, TORCH_VERSION));
   exports.Set("cudaInfo", Napi::Function::New<CudaInfo>(env, "cudaInfo"));

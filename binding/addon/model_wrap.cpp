@@ -37,6 +37,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::Fuse>("fuse"),
                          InstanceMethod<&ModelWrap::Predict>("predict"),
                          InstanceMethod<&ModelWrap::Loss>("loss"),
+                         InstanceMethod<&ModelWrap::Clone>("clone"),
                      });
 }
 
@@ -44,6 +45,31 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
   if (info.Length() != 1 || !info[0].IsExternal())
     throw Napi::TypeError::New(info.Env(), "NativeModel is created by createModel(spec)");
   state_ = *info[0].As<Napi::External<std::shared_ptr<ModelState>>>().Data();
+}
+
+std::shared_ptr<ModelState> ModelWrap::StateOf(const Napi::Object& obj) {
+  auto ctor = constructor_ref(obj.Env())->Value();
+  if (!obj.InstanceOf(ctor)) throw Napi::TypeError::New(obj.Env(), "expected a NativeModel");
+  return Unwrap(obj)->state_;
+}
+
+// clone() → Promise<NativeModel>: same spec, copied state (the EMA starts this way).
+Napi::Value ModelWrap::Clone(const Napi::CallbackInfo& info) {
+  auto state = state_;
+  auto built = std::make_shared<std::shared_ptr<ModelState>>();
+  return TaskWorker::Queue(
+      info.Env(),
+      [state, built] {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        auto copy = std::make_shared<ModelState>();
+        copy->model = clone_model(*state->model);
+        *built = copy;
+      },
+      [built](Napi::Env env) -> Napi::Value {
+        auto external = Napi::External<std::shared_ptr<ModelState>>::New(env, built.get());
+        return constructor_ref(env)->New({external});
+      },
+      "yolo5.clone");
 }
 
 Napi::Value ModelWrap::Create(const Napi::CallbackInfo& info) {

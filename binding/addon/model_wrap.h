@@ -21,6 +21,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // createModel(spec) → Promise<ModelWrap>
   static Napi::Value Create(const Napi::CallbackInfo& info);
   explicit ModelWrap(const Napi::CallbackInfo& info);
+  // The model behind a NativeModel object (throws a TypeError for anything else).
+  static std::shared_ptr<ModelState> StateOf(const Napi::Object& obj);
 
  private:
   Napi::Value NamedParameters(const Napi::CallbackInfo& info);
@@ -33,11 +35,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Fuse(const Napi::CallbackInfo& info);
   Napi::Value Predict(const Napi::CallbackInfo& info);  // predict_wrap.cpp
   Napi::Value Loss(const Napi::CallbackInfo& info);     // train_wrap.cpp
+  Napi::Value Clone(const Napi::CallbackInfo& info);
 
   std::shared_ptr<ModelState> state_;
 };
 
 Napi::Value ImageInfo(const Napi::CallbackInfo& info);
+Napi::Function DefineTrainer(Napi::Env env);
 Napi::Value DrawDetections(const Napi::CallbackInfo& info);
 
 }  // namespace yolo5

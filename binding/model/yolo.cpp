@@ -100,7 +100,7 @@ bool uses_default_act(const LayerSpec& spec) {
 
 }  // namespace
 
-YoloModelImpl::YoloModelImpl(const ModelSpec& spec) : in_channels_(spec.in_channels) {
+YoloModelImpl::YoloModelImpl(const ModelSpec& spec) : spec_(spec), in_channels_(spec.in_channels) {
   act_.kind = spec.activation.kind;
   act_.slope = spec.activation.slope;
   TORCH_CHECK(!spec.layers.empty(), "model has no layers");
@@ -219,6 +219,23 @@ void YoloModelImpl::fuse() {
 
 std::shared_ptr<YoloModelImpl> build_model(const ModelSpec& spec) {
   return std::make_shared<YoloModelImpl>(spec);
+}
+
+std::shared_ptr<YoloModelImpl> clone_model(const YoloModelImpl& model) {
+  TORCH_CHECK(!model.fused(), "cannot clone a fused model");
+  auto copy = build_model(model.spec());
+  auto device = model.detect().anchors.device();
+  copy->to(device);
+  torch::NoGradGuard no_grad;
+  auto src = model.state();
+  auto dst = copy->state();
+  for (size_t i = 0; i < dst.size(); ++i) dst[i].second.copy_(src[i].second);
+  for (size_t i = 0; i < dst.size(); ++i) {
+    if (dst[i].second.requires_grad() != src[i].second.requires_grad())
+      dst[i].second.set_requires_grad(src[i].second.requires_grad());
+  }
+  copy->eval();
+  return copy;
 }
 
 }  // namespace yolo5

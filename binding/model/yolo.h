@@ -40,6 +40,7 @@ class YoloModelImpl : public torch::nn::Module {
   // Train mode gives raw levels only; eval mode also decodes.
   ForwardOutput forward(const torch::Tensor& x);
   DetectImpl& detect() { return *detect_; }
+  const DetectImpl& detect() const { return *detect_; }
   const std::vector<Layer>& layers() const { return layers_; }
 
   // State dict in PyTorch order (per module: own parameters, own buffers, then children).
@@ -51,10 +52,12 @@ class YoloModelImpl : public torch::nn::Module {
   int in_channels() const { return in_channels_; }
   void fuse();
   bool fused() const { return fused_; }
+  const ModelSpec& spec() const { return spec_; }
 
  private:
   std::vector<torch::Tensor> run(const torch::Tensor& x);
 
+  ModelSpec spec_;
   torch::nn::ModuleList model_{nullptr};
   std::vector<Layer> layers_;
   std::vector<std::vector<int>> from_;
@@ -68,5 +71,7 @@ class YoloModelImpl : public torch::nn::Module {
 };
 
 std::shared_ptr<YoloModelImpl> build_model(const ModelSpec& spec);
+// A new model from the same spec with a copy of every state tensor (on the same device).
+std::shared_ptr<YoloModelImpl> clone_model(const YoloModelImpl& model);
 
 }  // namespace yolo5

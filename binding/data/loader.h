@@ -1,0 +1,90 @@
+// The training data loader: worker threads build augmented batches ahead of the training step,
+// in a fixed order, with random draws seeded per (seed, epoch, sample) so runs repeat exactly.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "data/augment.h"
+
+namespace yolo5 {
+
+struct Sample {
+  std::string path;
+  std::vector<std::array<float, 5>> labels;  // class, cx, cy, w, h (normalised)
+  int width = 0, height = 0;                 // source size (for rect shapes)
+};
+
+struct LoaderOptions {
+  int imgsz = 640;
+  int batch = 16;
+  int stride = 32;
+  bool augment = true;
+  bool rect = false;  // aspect-ratio batches, no mosaic, no shuffle
+  bool shuffle = true;
+  bool cache = false;  // keep resized images in memory
+  int workers = 2;
+  uint64_t seed = 0;
+};
+
+struct Batch {
+  torch::Tensor images;   // uint8 (bs, 3, h, w) RGB
+  torch::Tensor targets;  // float (n, 6): image index in batch, class, cx, cy, w, h (normalised)
+  std::vector<int64_t> indices;
+  std::vector<std::string> errors;  // samples that could not be read (replaced by others)
+};
+
+class Loader {
+ public:
+  Loader(std::vector<Sample> samples, LoaderOptions opts, AugmentHyp hyp);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  int64_t size() const { return static_cast<int64_t>(samples_.size()); }
+  int64_t batches_per_epoch() const;
+  // Starts producing the batches of `epoch`; `mosaic` false closes mosaic (last epochs).
+  void start_epoch(int64_t epoch, bool mosaic);
+  // The next batch in order, or nullopt when the epoch is done.
+  std::optional<Batch> next();
+  void stop();
+
+  // One augmented sample (for tests and benchmarks): image and labels (class, cx, cy, w, h).
+  std::pair<Image, std::vector<std::array<float, 5>>> sample(int64_t index, int64_t epoch,
+                                                             bool mosaic);
+
+ private:
+  std::shared_ptr<const Image> load_resized(int64_t i);
+  std::pair<Image, std::vector<Box>> load_mosaic(int64_t index, Rng& rng);
+  std::pair<Image, std::vector<Box>> load_letterboxed(int64_t index, int h, int w, Rng& rng);
+  Batch make_batch(int64_t b);
+  void worker();
+
+  std::vector<Sample> samples_;
+  LoaderOptions opts_;
+  AugmentHyp hyp_;
+  std::vector<std::pair<int, int>> batch_shapes_;  // rect: (h, w) per batch
+  std::vector<int64_t> rect_order_;
+
+  std::mutex cache_mutex_;
+  std::vector<std::shared_ptr<const Image>> cache_;
+
+  // Per-epoch production state.
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::thread> threads_;
+  std::vector<int64_t> order_;
+  std::map<int64_t, Batch> ready_;
+  int64_t epoch_ = 0;
+  bool mosaic_ = true;
+  int64_t next_produce_ = 0, next_consume_ = 0, nb_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace yolo5
