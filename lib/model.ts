@@ -337,6 +337,17 @@ export class Model {
     return nativeCall('loss', () => this.#native.loss(input, [...shape], targets, hyp, opts));
   }
 
+  /** A copy with the same config and weights (a separate native model). */
+  async clone(): Promise<Model> {
+    const handle = await nativeCall('cloning the model', () => this.#native.clone());
+    return new Model(handle, this.config, this.source, this.nc, this.names);
+  }
+
+  /** @internal The native handle, for the trainer. */
+  nativeHandle(): NativeModel {
+    return this.#native;
+  }
+
   /** Folds each Conv's BatchNorm into its convolution for inference (irreversible). */
   async fuse(): Promise<void> {
     await nativeCall('fusing', () => this.#native.fuse());

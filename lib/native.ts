@@ -131,6 +131,7 @@ export interface NativeModel {
   ): Promise<NativeLoadReport>;
   getState(): Promise<NamedTensor[]>;
   fuse(): Promise<void>;
+  clone(): Promise<NativeModel>;
   loss(
     input: Float32Array,
     shape: number[],
@@ -150,7 +151,97 @@ export interface NativeModel {
   ): Promise<{ results: NativePrediction[]; timing: NativeTiming }>;
 }
 
+export interface NativeSample {
+  path: string;
+  width: number;
+  height: number;
+  /** Rows class, cx, cy, w, h (normalised). */
+  labels: Float32Array;
+}
+
+export interface NativeTrainerOptions {
+  imgsz: number;
+  batch: number;
+  stride: number;
+  augment: boolean;
+  rect: boolean;
+  cache: boolean;
+  workers: number;
+  seed: number;
+  epochs: number;
+  nbs: number;
+  optimizer: 'SGD' | 'Adam' | 'AdamW';
+  cosLr: boolean;
+  freezeBn: boolean;
+  /** Augmentation and optimizer hyperparameters (hyp yaml keys). */
+  hyp: Record<string, number>;
+  loss: LossHyp;
+}
+
+export interface NativeBatchProgress {
+  epoch: number;
+  batch: number;
+  batches: number;
+  lbox: number;
+  lobj: number;
+  lcls: number;
+  instances: number;
+  size: number;
+  seconds: number;
+}
+
+export interface NativeEpochStats {
+  lbox: number;
+  lobj: number;
+  lcls: number;
+  lrs: number[];
+  batches: number;
+  images: number;
+  seconds: number;
+  aborted: boolean;
+  nonFinite: boolean;
+  warnings: string[];
+}
+
+export interface NativeOptimizerBuffer {
+  name: string;
+  key: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface NativeTrainer {
+  runEpoch(
+    epoch: number,
+    mosaic: boolean,
+    onBatch: (p: NativeBatchProgress) => void,
+  ): Promise<NativeEpochStats>;
+  abort(): void;
+  info(): {
+    batchesPerEpoch: number;
+    images: number;
+    accumulate: number;
+    weightDecay: number;
+    emaUpdates: number;
+    lastOptStep: number;
+  };
+  optimizerState(): Promise<NativeOptimizerBuffer[]>;
+  loadOptimizerState(buffers: NativeOptimizerBuffer[]): Promise<void>;
+  setCounters(c: { emaUpdates?: number; lastOptStep?: number }): void;
+  sample(
+    index: number,
+    epoch: number,
+    mosaic: boolean,
+  ): Promise<{ width: number; height: number; data: Uint8Array; labels: Float32Array }>;
+}
+
 export interface NativeAddon {
+  NativeTrainer: new (
+    model: NativeModel,
+    ema: NativeModel | null,
+    samples: NativeSample[],
+    options: NativeTrainerOptions,
+  ) => NativeTrainer;
   createModel(spec: NativeModelSpec): Promise<NativeModel>;
   libtorchVersion: string;
   cudaInfo(): { available: boolean; deviceCount: number };

@@ -5,6 +5,7 @@ import { Yolo5Error } from '../errors';
 import { version } from '../runtime';
 import { detectCommand } from './detect';
 import { paramsCommand } from './params';
+import { trainCommand } from './train';
 import { valCommand } from './val';
 
 export function buildProgram(): Command {
@@ -12,6 +13,7 @@ export function buildProgram(): Command {
     .description('YOLOv5 training, validation and detection on LibTorch')
     .version(version, '-v, --version')
     .showHelpAfterError();
+  program.addCommand(trainCommand());
   program.addCommand(paramsCommand());
   program.addCommand(detectCommand());
   program.addCommand(valCommand());
