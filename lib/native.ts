@@ -271,6 +271,9 @@ export function native(): NativeAddon {
   if (addon) return addon;
   if (loadError) throw loadError;
   const root = packageRoot();
+  // OpenMP threads that spin after each parallel region steal the CPU from Node's main thread
+  // (event-loop lag on small machines); passive waiting gives it back. Read when libgomp loads.
+  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const load = require('node-gyp-build') as (dir: string) => unknown;

@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as yaml from 'js-yaml';
-import { loadCheckpoint, writeCheckpoint, type HostTensor, type Picklable } from './checkpoint';
+import { loadCheckpoint, type HostTensor, type Picklable } from './checkpoint';
+import { writeCheckpointAsync } from './checkpoint-worker';
 import { readDataConfig, type DataConfig } from './data';
 import { Yolo5Error, show } from './errors';
 import type { FreezeSpec } from './freeze';
@@ -101,6 +102,9 @@ export interface TrainResult {
   final?: ValResult;
   frozen: string[];
   trainableParameters: number;
+  /** The trained model (raw weights) and its EMA (what val and the checkpoints use), in memory. */
+  model: Model;
+  ema: Model;
 }
 
 export interface BatchEvent extends NativeBatchProgress {
@@ -108,8 +112,9 @@ export interface BatchEvent extends NativeBatchProgress {
 }
 
 /** A running training: a Promise of the result and an emitter of 'batch', 'epoch' and 'log'. */
-export class TrainRun extends EventEmitter implements PromiseLike<TrainResult> {
+export class TrainRun extends EventEmitter implements Promise<TrainResult> {
   readonly #promise: Promise<TrainResult>;
+  readonly [Symbol.toStringTag] = 'TrainRun';
   constructor(run: (self: TrainRun) => Promise<TrainResult>) {
     super();
     // Let listeners attach before anything is emitted.
@@ -207,6 +212,11 @@ function optimizerFromCheckpoint(value: unknown): {
   };
 }
 
+/** Lets the event loop run between long synchronous steps (checkpoint parsing and writing). */
+function tick(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 function findLastRun(project: string): string {
   if (!fs.existsSync(project)) throw new Yolo5Error('E_FILE', `--resume: no runs in ${project}`);
   let best: { file: string; mtime: number } | undefined;
@@ -295,7 +305,9 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
 
   // --- data -----------------------------------------------------------------------------------
   // The generator loads only when the built-in data set is used.
-  const dataFile = opts.data ?? (await (await import('./synthetic')).ensureSyntheticDataset(undefined, undefined, log));
+  const dataFile =
+    opts.data ??
+    (await (await import('./synthetic')).ensureSyntheticDataset(undefined, undefined, log));
   const data: DataConfig = readDataConfig(dataFile);
   if (!data.train)
     throw new Yolo5Error('E_DATA', `${data.file}: missing train`, { file: data.file });
@@ -502,7 +514,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
       }
       if (stats.aborted) {
         status = 'aborted';
-        writeCheckpoint(lastPath, await checkpointData(epoch - 1, true));
+        await writeCheckpointAsync(lastPath, await checkpointData(epoch - 1, true));
         log(`Aborted during epoch ${epoch}; saved ${lastPath} (resumes at epoch ${epoch})`);
         lastSaved = true;
         break;
@@ -531,6 +543,18 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
         images: stats.images,
       };
       records.push(record);
+      const improved = metrics.fitness > bestFitness;
+      if (improved) {
+        bestFitness = metrics.fitness;
+        sinceBest = 0;
+      } else sinceBest++;
+      if (!opts.nosave || final) {
+        // Each write gets its own copy: the worker takes ownership of the buffers.
+        await writeCheckpointAsync(lastPath, await checkpointData(epoch, true));
+        if (improved) await writeCheckpointAsync(bestPath, await checkpointData(epoch, true));
+      }
+      // The row goes in after the checkpoint: a run killed in between resumes from a file that
+      // matches its log.
       fs.appendFileSync(
         csv,
         `${[
@@ -547,16 +571,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
           .map((v) => (Number.isInteger(v) ? String(v) : v.toPrecision(5)))
           .join(',')}\n`,
       );
-      const improved = metrics.fitness > bestFitness;
-      if (improved) {
-        bestFitness = metrics.fitness;
-        sinceBest = 0;
-      } else sinceBest++;
-      if (!opts.nosave || final) {
-        const data = await checkpointData(epoch, true);
-        writeCheckpoint(lastPath, data);
-        if (improved) writeCheckpoint(bestPath, data);
-      }
+
       run.emit('epoch', record);
       log(
         `${`${epoch}/${epochs - 1}`.padStart(10)}  box ${stats.lbox.toFixed(4)}  obj ${stats.lobj.toFixed(4)}  cls ${stats.lcls.toFixed(4)}  ` +
@@ -581,7 +596,8 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
     for (const f of [lastPath, bestPath]) {
       if (!fs.existsSync(f)) continue;
       const ck = await loadCheckpoint(f);
-      writeCheckpoint(
+      await tick();
+      await writeCheckpointAsync(
         f,
         {
           model: ck.state,
@@ -617,5 +633,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
     ...(finalVal ? { final: finalVal } : {}),
     frozen,
     trainableParameters: trainable,
+    model,
+    ema,
   };
 }
