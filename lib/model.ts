@@ -22,6 +22,8 @@ import {
   type TypedData,
 } from './native';
 import { readWeights, type WeightsFile } from './weights';
+import type { HostTensor } from './checkpoint';
+import { writeCheckpointAsync } from './checkpoint-worker';
 
 export interface LoadModelOptions {
   /** A model yaml path, a bundled config name (`yolov5s`, `yolov5s.yaml`), or a parsed config. */
@@ -335,6 +337,35 @@ export class Model {
     opts: { train?: boolean; gradNames?: string[] } = {},
   ) {
     return nativeCall('loss', () => this.#native.loss(input, [...shape], targets, hyp, opts));
+  }
+
+  /**
+   * Saves the weights as a yolo5 checkpoint (a PyTorch zip of plain data that Python's torch.load
+   * opens): state dict by PyTorch names, yaml, names. `half` stores float16 like final YOLOv5
+   * weights.
+   */
+  async save(file: string, opts: { half?: boolean } = {}): Promise<void> {
+    const state = new Map<string, HostTensor>();
+    for (const t of await this.getState()) {
+      if (t.data instanceof Float32Array)
+        state.set(t.name, { dtype: 'float32', shape: t.shape, data: t.data });
+      else if (t.data instanceof BigInt64Array)
+        state.set(t.name, { dtype: 'int64', shape: t.shape, data: t.data });
+      else throw new Yolo5Error('E_NATIVE', `${t.name}: unexpected dtype ${t.dtype}`);
+    }
+    await writeCheckpointAsync(
+      file,
+      {
+        model: state,
+        ema: null,
+        epoch: -1,
+        yaml: this.config,
+        names: this.names,
+        nc: this.nc,
+        stride: this.info().stride,
+      },
+      { half: opts.half === true },
+    );
   }
 
   /** A copy with the same config and weights (a separate native model). */

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { Yolo5Error } from '../errors';
 import { version } from '../runtime';
 import { detectCommand } from './detect';
+import { inspectCommand } from './inspect';
 import { paramsCommand } from './params';
 import { trainCommand } from './train';
 import { valCommand } from './val';
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   program.addCommand(paramsCommand());
   program.addCommand(detectCommand());
   program.addCommand(valCommand());
+  program.addCommand(inspectCommand());
   return program;
 }
 
