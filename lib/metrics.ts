@@ -182,7 +182,8 @@ export function computeAp(recall: ArrayLike<number>, precision: ArrayLike<number
 }
 
 /**
- * The reference's box filter of fraction f: `nf = round(len * f * 2) // 2 + 1` taps (odd), the ends
+ * The reference's box filter of fraction f: `nf = round(len * f * 2) // 2 + 1` taps (odd for
+ * the widths used; Python's half-to-even round can make it even), the ends
  * padded with `nf // 2` copies of the first/last value, 'valid' convolution with ones(nf) / nf.
  * Sums run left to right (numpy uses BLAS dot here, which may round the last bit differently).
  */
@@ -272,7 +273,13 @@ function checkRows(out: Float32Array, width: number, what: string): Float32Array
 }
 
 /** Checks that classes fit a model of `nc` classes. */
-function checkClasses(rows: Float32Array, width: number, at: number, nc: number, what: string) {
+function checkClasses(
+  rows: Float32Array,
+  width: number,
+  at: number,
+  nc: number,
+  what: string,
+): void {
   for (let i = at; i < rows.length; i += width)
     if (rows[i]! >= nc)
       throw new Yolo5Error(
@@ -282,7 +289,7 @@ function checkClasses(rows: Float32Array, width: number, at: number, nc: number,
       );
 }
 
-/** Standard IoU of two xyxy boxes (no eps); 0 where both boxes are empty. */
+/** Standard IoU of two xyxy boxes (no eps); 0 where the union is empty. */
 export function boxIou(a: ArrayLike<number>, b: ArrayLike<number>): number {
   const iw = Math.min(a[2]!, b[2]!) - Math.max(a[0]!, b[0]!);
   const ih = Math.min(a[3]!, b[3]!) - Math.max(a[1]!, b[1]!);
