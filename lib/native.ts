@@ -2,6 +2,7 @@
  * The one place that loads the native addon. Everything else imports its types and `native()`.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Yolo5Error } from './errors';
 import { packageRoot } from './paths';
@@ -279,6 +280,9 @@ export function native(): NativeAddon {
     const load = require('node-gyp-build') as (dir: string) => unknown;
     addon = load(root) as NativeAddon;
     useTurboJpeg(addon);
+    // LibTorch may start with a single intra-op thread: use every core unless told otherwise.
+    const threads = Number(process.env.YOLO5_THREADS ?? process.env.OMP_NUM_THREADS ?? os.availableParallelism());
+    if (Number.isInteger(threads) && threads >= 1) addon.setThreads(threads);
     return addon;
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);

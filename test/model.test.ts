@@ -210,3 +210,24 @@ describe('freeze', () => {
     );
   });
 });
+
+test('fuse() folds BatchNorm into the convolutions with the same outputs', async () => {
+  const g = golden();
+  const c = g.forward[1]!;
+  const model = await loadModel({
+    cfg: g.yaml as never,
+    weights: fixture('yolov5n-shapes5.state_dict.pt'),
+  });
+  const before = await model.forward(readBin(c.input), c.input.shape);
+  await model.fuse();
+  assert.equal(model.info().fused, true);
+  assert.ok(
+    !model.stateDict().some((e) => e.name.includes('.bn.')),
+    'no BatchNorm left in Conv blocks',
+  );
+  assert.ok(model.stateDict().some((e) => e.name === 'model.0.conv.bias'));
+  const after = await model.forward(readBin(c.input), c.input.shape);
+  const d = relMaxDiff(after.output!.data, before.output!.data);
+  assert.ok(d.rel <= 1e-5, `fused differs by ${d.rel}`);
+  assert.ok(relMaxDiff(after.output!.data, readBin(c.output)).rel <= 1e-5);
+});
