@@ -1,5 +1,6 @@
 /** `yolo5 params`: every parameter's name, shape and whether it trains, then a summary. */
 import { Command } from 'commander';
+import { loadCheckpoint } from '../checkpoint';
 import { loadModel } from '../model';
 import { freezeSpecFromArgs, parseInteger } from './options';
 
@@ -39,14 +40,21 @@ export function paramsCommand(): Command {
         out(JSON.stringify({ model: name, parameters: params, frozen, info }, null, 2));
         return;
       }
+      // With --weights: the dtype each tensor has in the file (e.g. float16 in final YOLOv5 weights).
+      const fileDtypes = opts.weights
+        ? new Map(
+            [...(await loadCheckpoint(opts.weights)).state.entries()].map(([k, t]) => [
+              k,
+              t.dtype as string,
+            ]),
+          )
+        : undefined;
       const width = Math.max(...params.map((p) => p.name.length));
-      out(
-        `${'#'.padStart(4)}  ${'name'.padEnd(width)}  ${'shape'.padEnd(18)}  ${'numel'.padStart(10)}  trains`,
-      );
+      const head = `${'#'.padStart(4)}  ${'name'.padEnd(width)}  ${'shape'.padEnd(18)}  ${'numel'.padStart(10)}  trains`;
+      out(fileDtypes ? `${head}  file dtype` : head);
       params.forEach((p, i) => {
-        out(
-          `${String(i).padStart(4)}  ${p.name.padEnd(width)}  ${`[${p.shape.join(', ')}]`.padEnd(18)}  ${p.numel.toLocaleString('en-US').padStart(10)}  ${p.requiresGrad ? 'yes' : 'no'}`,
-        );
+        const row = `${String(i).padStart(4)}  ${p.name.padEnd(width)}  ${`[${p.shape.join(', ')}]`.padEnd(18)}  ${p.numel.toLocaleString('en-US').padStart(10)}  ${p.requiresGrad ? 'yes' : 'no'}`;
+        out(fileDtypes ? `${row.padEnd(head.length)}  ${fileDtypes.get(p.name) ?? '-'}` : row);
       });
       if (frozen.length > 0) out(`Froze ${frozen.length} of ${params.length} parameter tensors`);
       out(
