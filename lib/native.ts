@@ -78,6 +78,9 @@ export interface NativePredictOptions {
   agnostic: boolean;
   maxDet: number;
   classes?: number[];
+  /** Val loss: the loss gains, and per image its labels (rows class, cx, cy, w, h normalised). */
+  loss?: LossHyp;
+  labels?: Float32Array[];
 }
 
 export interface NativePrediction {
@@ -94,6 +97,8 @@ export interface NativeTiming {
   inference: number;
   nms: number;
   images: number;
+  /** Mean box, obj, cls loss over the call's batches (when asked for). */
+  loss?: [number, number, number];
 }
 
 export interface NativeDrawBox {
@@ -281,7 +286,9 @@ export function native(): NativeAddon {
     addon = load(root) as NativeAddon;
     useTurboJpeg(addon);
     // LibTorch may start with a single intra-op thread: use every core unless told otherwise.
-    const threads = Number(process.env.YOLO5_THREADS ?? process.env.OMP_NUM_THREADS ?? os.availableParallelism());
+    const threads = Number(
+      process.env.YOLO5_THREADS ?? process.env.OMP_NUM_THREADS ?? os.availableParallelism(),
+    );
     if (Number.isInteger(threads) && threads >= 1) addon.setThreads(threads);
     return addon;
   } catch (e) {

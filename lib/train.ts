@@ -16,6 +16,7 @@ import type { FreezeSpec } from './freeze';
 import { readHyp, type Hyp } from './hyp';
 import { loadModel, type Model } from './model';
 import type {
+  LossHyp,
   NativeBatchProgress,
   NativeEpochStats,
   NativeOptimizerBuffer,
@@ -86,6 +87,8 @@ export interface EpochRecord {
   mAP50: number;
   mAP50_95: number;
   fitness: number;
+  /** Validation loss (box, obj, cls); zeros when the epoch was not validated. */
+  valLoss: [number, number, number];
   lrs: number[];
   seconds: number;
   images: number;
@@ -145,6 +148,9 @@ export const RESULTS_HEADER = [
   'metrics/recall',
   'metrics/mAP_0.5',
   'metrics/mAP_0.5:0.95',
+  'val/box_loss',
+  'val/obj_loss',
+  'val/cls_loss',
   'x/lr0',
   'x/lr1',
   'x/lr2',
@@ -386,6 +392,17 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
     await checkAnchors(model, trainItems, imgsz, hyp.anchor_t, log);
   }
   const nl = info.stride.length;
+  // Loss gains scaled for the number of levels, classes and the image size, as the reference does.
+  const lossHyp: LossHyp = {
+    box: (hyp.box * 3) / nl,
+    cls: ((hyp.cls * nc) / 80) * (3 / nl),
+    obj: hyp.obj * (imgsz / 640) ** 2 * (3 / nl),
+    cls_pw: hyp.cls_pw,
+    obj_pw: hyp.obj_pw,
+    anchor_t: hyp.anchor_t,
+    fl_gamma: hyp.fl_gamma,
+    label_smoothing: labelSmoothing,
+  };
   const ema = await model.clone();
   if (resumeCk?.modelState) {
     // The file's `state` (loaded above) is the EMA; training continues from the raw weights.
@@ -521,6 +538,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
       }
       const final = epoch === epochs - 1;
       let metrics = { precision: 0, recall: 0, mAP50: 0, mAP50_95: 0, fitness: 0 };
+      let valLoss: [number, number, number] = [0, 0, 0];
       if (!opts.noval || final) {
         const r = await val({
           model: ema,
@@ -528,9 +546,11 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
           imgsz,
           batch: batch * 2,
           singleCls,
+          loss: lossHyp,
           log: () => {},
         });
         metrics = r.metrics;
+        valLoss = r.loss ?? valLoss;
       }
       const record: EpochRecord = {
         epoch,
@@ -538,6 +558,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
         obj: stats.lobj,
         cls: stats.lcls,
         ...metrics,
+        valLoss,
         lrs: stats.lrs,
         seconds: stats.seconds,
         images: stats.images,
@@ -566,6 +587,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
           metrics.recall,
           metrics.mAP50,
           metrics.mAP50_95,
+          ...valLoss,
           ...stats.lrs,
         ]
           .map((v) => (Number.isInteger(v) ? String(v) : v.toPrecision(5)))

@@ -8,7 +8,7 @@ import { listImages, labelPathFor, readDataConfig, readLabels, type DataConfig }
 import { Yolo5Error, show } from './errors';
 import { ConfusionMatrix, DetectionStats } from './metrics';
 import { loadModel, type Model } from './model';
-import { native } from './native';
+import { native, type LossHyp } from './native';
 import { checkBoolean, checkImageSize, checkInteger, checkNumber } from './options';
 import { makeRunDir } from './runs';
 
@@ -36,6 +36,8 @@ export interface ValOptions {
   name?: string;
   existOk?: boolean;
   save?: boolean;
+  /** Also compute the loss on the set (training passes its scaled gains). */
+  loss?: LossHyp;
   log?: (line: string) => void;
 }
 
@@ -69,6 +71,8 @@ export interface ValResult {
   instances: number;
   /** The report printed (header, all, per-class rows). */
   table: string;
+  /** Mean box, obj, cls loss per batch (with `loss`). */
+  loss?: [number, number, number];
   saveDir?: string;
 }
 
@@ -238,11 +242,31 @@ export async function val(opts: ValOptions): Promise<ValResult> {
     score: number;
   }[] = [];
   const timing = { pre: 0, inference: 0, nms: 0, images: 0 };
+  const lossSum = [0, 0, 0];
+  let lossBatches = 0;
   for (const b of rectBatches(items, batch, imgsz, stride)) {
     const { results, timing: t } = await model.predict(
       b.indices.map((i) => items[i]!.file),
-      { imgsz, shape: b.shape, conf, iou, multiLabel: true, agnostic: singleCls, maxDet },
+      {
+        imgsz,
+        shape: b.shape,
+        conf,
+        iou,
+        multiLabel: true,
+        agnostic: singleCls,
+        maxDet,
+        ...(opts.loss
+          ? {
+              loss: opts.loss,
+              labels: b.indices.map((i) => Float32Array.from(items[i]!.labels.flat())),
+            }
+          : {}),
+      },
     );
+    if (t.loss) {
+      lossSum.forEach((_, j) => (lossSum[j]! += t.loss![j]!));
+      lossBatches++;
+    }
     timing.pre += t.pre;
     timing.inference += t.inference;
     timing.nms += t.nms;
@@ -335,6 +359,9 @@ export async function val(opts: ValOptions): Promise<ValResult> {
     images: m.seen,
     instances: m.instances,
     table,
+    ...(lossBatches > 0
+      ? { loss: lossSum.map((v) => v / lossBatches) as [number, number, number] }
+      : {}),
   };
   if (saveDir) {
     result.saveDir = saveDir;

@@ -8,6 +8,10 @@
 #include "ops/predict.h"
 
 namespace yolo5 {
+LossHyp to_loss_hyp(const Napi::Object& o);  // train_wrap.cpp
+}
+
+namespace yolo5 {
 
 namespace {
 
@@ -70,6 +74,21 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
   opts.nms.agnostic = flag(o, "agnostic");
   opts.nms.max_det = static_cast<int64_t>(num(o, "maxDet", 300));
   if (o.Get("classes").IsArray()) opts.nms.classes = to_shape(o.Get("classes"), "classes");
+  if (o.Get("loss").IsObject()) {
+    opts.loss = to_loss_hyp(o.Get("loss").As<Napi::Object>());
+    auto labels = o.Get("labels");
+    if (!labels.IsArray() || labels.As<Napi::Array>().Length() != inputs->size())
+      throw Napi::TypeError::New(
+          env, "predict: loss needs labels, one Float32Array of rows of 5 per image");
+    auto la = labels.As<Napi::Array>();
+    for (uint32_t i = 0; i < la.Length(); ++i) {
+      auto rows = la.Get(i).As<Napi::Float32Array>();
+      std::vector<std::array<float, 5>> list;
+      for (size_t k = 0; k + 5 <= rows.ElementLength(); k += 5)
+        list.push_back({rows[k], rows[k + 1], rows[k + 2], rows[k + 3], rows[k + 4]});
+      opts.labels.push_back(std::move(list));
+    }
+  }
   auto state = state_;
   auto results = std::make_shared<std::vector<PredictResult>>();
   auto timing = std::make_shared<PredictTiming>();
@@ -97,6 +116,11 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
         t.Set("inference", timing->inference_ms);
         t.Set("nms", timing->nms_ms);
         t.Set("images", timing->images);
+        if (timing->loss_batches > 0) {
+          auto l = Napi::Array::New(env, 3);
+          for (uint32_t j = 0; j < 3; ++j) l.Set(j, timing->loss[j] / timing->loss_batches);
+          t.Set("loss", l);
+        }
         auto res = Napi::Object::New(env);
         res.Set("results", out);
         res.Set("timing", t);

@@ -140,9 +140,32 @@ std::vector<PredictResult> predict(YoloModelImpl& model, const std::vector<Image
     auto x = to_input(images).to(device);
     timing.pre_ms += ms_since(t1);
     auto t2 = Clock::now();
-    auto out = model.forward(x).decoded;
+    auto fwd = model.forward(x);
+    auto out = fwd.decoded;
     if (device.is_cuda()) out = out.to(torch::kCPU);  // NMS runs on the CPU copy
     timing.inference_ms += ms_since(t2);
+    if (opts.loss) {
+      // Labels into this batch's input: scaled by the placement's gain, shifted by its padding.
+      const double H = static_cast<double>(x.size(2)), W = static_cast<double>(x.size(3));
+      std::vector<float> rows;
+      for (size_t k = 0; k < batch.size(); ++k) {
+        const auto& r = results[batch[k]];
+        const auto& p = place[batch[k]];
+        for (const auto& l : opts.labels.at(batch[k])) {
+          rows.insert(rows.end(), {static_cast<float>(k), l[0],
+                                   static_cast<float>((l[1] * r.width * p.gain + p.pad_w) / W),
+                                   static_cast<float>((l[2] * r.height * p.gain + p.pad_h) / H),
+                                   static_cast<float>(l[3] * r.width * p.gain / W),
+                                   static_cast<float>(l[4] * r.height * p.gain / H)});
+        }
+      }
+      auto targets =
+          torch::from_blob(rows.data(), {static_cast<int64_t>(rows.size() / 6), 6}, torch::kFloat)
+              .to(device);
+      auto parts = compute_loss(fwd.raw, targets, model.detect(), *opts.loss).parts.to(torch::kCPU);
+      for (int j = 0; j < 3; ++j) timing.loss[j] += parts[j].item<double>();
+      ++timing.loss_batches;
+    }
     auto t3 = Clock::now();
     auto dets = non_max_suppression(out, opts.nms);
     for (size_t k = 0; k < batch.size(); ++k) {

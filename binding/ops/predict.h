@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "data/image.h"
+#include "loss/loss.h"
 #include "model/yolo.h"
 #include "ops/nms.h"
 
@@ -25,6 +26,10 @@ struct PredictOptions {
   std::optional<std::pair<int, int>> shape;
   NmsOptions nms;
   bool keep_images = false;  // return the decoded source images (for drawing and crops)
+  // Val loss: when set, `labels` (one list per input: class, cx, cy, w, h normalised to the source)
+  // are mapped into each batch and the loss of the raw outputs is summed per batch.
+  std::optional<LossHyp> loss;
+  std::vector<std::vector<std::array<float, 5>>> labels;
 };
 
 struct PredictResult {
@@ -38,6 +43,8 @@ struct PredictResult {
 struct PredictTiming {
   double pre_ms = 0, inference_ms = 0, nms_ms = 0;
   int images = 0;
+  double loss[3] = {0, 0, 0};  // box, obj, cls summed over batches (with PredictOptions::loss)
+  int loss_batches = 0;
 };
 
 std::vector<PredictResult> predict(YoloModelImpl& model, const std::vector<ImageInput>& inputs,
