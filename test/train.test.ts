@@ -105,6 +105,13 @@ test('a run folder with weights, results.csv, opt.yaml and hyp.yaml; events; the
     csv[0]!,
     /^epoch,train\/box_loss,train\/obj_loss,train\/cls_loss,metrics\/precision/,
   );
+  assert.match(csv[0]!, /,val\/box_loss,val\/obj_loss,val\/cls_loss,x\/lr0,x\/lr1,x\/lr2$/);
+  const row = csv[1]!.split(',').map(Number);
+  assert.equal(row.length, 14);
+  assert.ok(
+    row.slice(8, 11).every((v) => v > 0 && v < 1),
+    `val losses ${row.slice(8, 11).join(' ')}`,
+  );
   // Final files are stripped: EMA weights in half precision, no optimizer, epoch -1.
   const ck = readCheckpoint(r.last);
   assert.equal(ck.kind, 'yolo5');
