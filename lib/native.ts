@@ -179,6 +179,7 @@ export interface NativeTrainerOptions {
   optimizer: 'SGD' | 'Adam' | 'AdamW';
   cosLr: boolean;
   freezeBn: boolean;
+  multiScale: boolean;
   /** Augmentation and optimizer hyperparameters (hyp yaml keys). */
   hyp: Record<string, number>;
   loss: LossHyp;

@@ -44,6 +44,8 @@ export interface TrainOptions {
   batch?: number;
   imgsz?: number;
   rect?: boolean;
+  /** Resize each batch to a random 0.5–1.5× imgsz (a stride multiple). */
+  multiScale?: boolean;
   /** Continue a run: true (the newest last.pt under runs/train) or a last.pt path. */
   resume?: boolean | string;
   /** Only save the final checkpoint. */
@@ -438,6 +440,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
       optimizer,
       cosLr: opts.cosLr === true,
       freezeBn: opts.freezeBn === true,
+      multiScale: opts.multiScale === true,
       hyp: hyp as unknown as Record<string, number>,
       loss: {
         box: (hyp.box * 3) / nl,

@@ -96,6 +96,10 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
       to.optimizer = o.Get("optimizer").As<Napi::String>().Utf8Value();
     to.cos_lr = o.Get("cosLr").ToBoolean().Value();
     to.freeze_bn = o.Get("freezeBn").ToBoolean().Value();
+    to.multi_scale = o.Get("multiScale").ToBoolean().Value();
+    to.imgsz = lo.imgsz;
+    to.stride = lo.stride;
+    to.seed = lo.seed;
     to.hyp.lr0 = num(hyp, "lr0", to.hyp.lr0);
     to.hyp.lrf = num(hyp, "lrf", to.hyp.lrf);
     to.hyp.momentum = num(hyp, "momentum", to.hyp.momentum);

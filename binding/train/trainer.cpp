@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <random>
 #include <sstream>
 #include <type_traits>
 #include <unordered_map>
@@ -189,6 +190,23 @@ EpochStats Trainer::run_epoch(int64_t epoch, bool mosaic,
       }
     }
     auto imgs = batch->images.to(device).to(torch::kFloat).div_(255);
+    if (opts_.multi_scale) {
+      std::mt19937_64 rng(static_cast<uint64_t>(ni) * 0x9e3779b97f4a7c15ULL ^ opts_.seed);
+      const int lo = opts_.imgsz / 2, hi = opts_.imgsz * 3 / 2 + opts_.stride;
+      const int sz =
+          std::uniform_int_distribution<int>(lo, hi - 1)(rng) / opts_.stride * opts_.stride;
+      const double sf = static_cast<double>(sz) / std::max(imgs.size(2), imgs.size(3));
+      if (sf != 1) {
+        auto side = [&](int64_t x) {
+          return static_cast<int64_t>(std::ceil(x * sf / opts_.stride)) * opts_.stride;
+        };
+        imgs = torch::nn::functional::interpolate(
+            imgs, torch::nn::functional::InterpolateFuncOptions()
+                      .size(std::vector<int64_t>{side(imgs.size(2)), side(imgs.size(3))})
+                      .mode(torch::kBilinear)
+                      .align_corners(false));
+      }
+    }
     auto targets = batch->targets.to(device);
     auto out = compute_loss(model_->forward(imgs).raw, targets, model_->detect(), opts_.loss);
     auto parts = out.parts.to(torch::kCPU);

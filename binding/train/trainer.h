@@ -28,6 +28,10 @@ struct TrainerOptions {
   TrainHyp hyp;
   LossHyp loss;
   double max_grad_norm = 10.0;
+  bool multi_scale = false;  // each batch resized to a random 0.5–1.5× imgsz (stride multiple)
+  int imgsz = 640;
+  int stride = 32;
+  uint64_t seed = 0;
   bool freeze_bn =
       false;  // BatchNorm layers whose weights are frozen keep their running statistics
 };

@@ -12,6 +12,7 @@ interface TrainCliOptions {
   batchSize: number;
   imgsz: number;
   rect?: boolean;
+  multiScale?: boolean;
   resume?: boolean | string;
   nosave?: boolean;
   noval?: boolean;
@@ -60,6 +61,7 @@ export function trainCommand(): Command {
       640,
     )
     .option('--rect', 'rectangular batches (no mosaic)')
+    .option('--multi-scale', 'vary the image size ±50% per batch')
     .option('--resume [last.pt]', 'resume the newest run, or the given last.pt')
     .option('--nosave', 'only save the final checkpoint')
     .option('--noval', 'only validate the final epoch')
@@ -123,6 +125,7 @@ export function trainCommand(): Command {
         batch: o.batchSize,
         imgsz: o.imgsz,
         rect: o.rect === true,
+        multiScale: o.multiScale === true,
         nosave: o.nosave === true,
         noval: o.noval === true,
         noautoanchor: o.noautoanchor === true,
