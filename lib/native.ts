@@ -235,6 +235,7 @@ export interface NativeTrainer {
   optimizerState(): Promise<NativeOptimizerBuffer[]>;
   loadOptimizerState(buffers: NativeOptimizerBuffer[]): Promise<void>;
   setCounters(c: { emaUpdates?: number; lastOptStep?: number }): void;
+  setSampleWeights(weights: Float64Array | null): void;
   sample(
     index: number,
     epoch: number,

@@ -44,6 +44,8 @@ export interface TrainOptions {
   batch?: number;
   imgsz?: number;
   rect?: boolean;
+  /** Sample images by class weights that favour poorly detected classes (after each epoch). */
+  imageWeights?: boolean;
   /** Resize each batch to a random 0.5–1.5× imgsz (a stride multiple). */
   multiScale?: boolean;
   /** Continue a run: true (the newest last.pt under runs/train) or a last.pt path. */
@@ -218,6 +220,23 @@ function optimizerFromCheckpoint(value: unknown): {
     buffers,
     ...(typeof v.last_opt_step === 'number' ? { lastOptStep: v.last_opt_step } : {}),
   };
+}
+
+/**
+ * --image-weights: each image's weight is the sum over its labels of its class weight, where rare
+ * classes and classes with a low mAP50-95 weigh more: (1/count, normalised) · (1 − mAP)² / nc.
+ */
+export function imageWeights(
+  items: { labels: number[][] }[],
+  nc: number,
+  maps?: Float64Array,
+): Float64Array {
+  const counts = new Float64Array(nc);
+  for (const it of items) for (const l of it.labels) counts[l[0]!]!++;
+  const inv = counts.map((c) => 1 / (c === 0 ? 1 : c));
+  const sum = inv.reduce((a, b) => a + b, 0);
+  const cw = inv.map((v, c) => ((v / sum) * (1 - (maps?.[c] ?? 0)) ** 2) / nc);
+  return Float64Array.from(items, (it) => it.labels.reduce((s, l) => s + cw[l[0]!]!, 0));
 }
 
 /** Lets the event loop run between long synchronous steps (checkpoint parsing and writing). */
@@ -542,8 +561,9 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
       const final = epoch === epochs - 1;
       let metrics = { precision: 0, recall: 0, mAP50: 0, mAP50_95: 0, fitness: 0 };
       let valLoss: [number, number, number] = [0, 0, 0];
+      let r: ValResult | undefined;
       if (!opts.noval || final) {
-        const r = await val({
+        r = await val({
           model: ema,
           data,
           imgsz,
@@ -555,6 +575,8 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
         metrics = r.metrics;
         valLoss = r.loss ?? valLoss;
       }
+      if (opts.imageWeights && !opts.rect)
+        trainer.setSampleWeights(imageWeights(trainItems, nc, r?.maps));
       const record: EpochRecord = {
         epoch,
         box: stats.lbox,

@@ -71,6 +71,8 @@ export interface ValResult {
   instances: number;
   /** The report printed (header, all, per-class rows). */
   table: string;
+  /** mAP50-95 for every class id (the overall value for classes without labels). */
+  maps: Float64Array;
   /** Mean box, obj, cls loss per batch (with `loss`). */
   loss?: [number, number, number];
   saveDir?: string;
@@ -358,6 +360,7 @@ export async function val(opts: ValOptions): Promise<ValResult> {
     confusion: confusion.toArray(),
     images: m.seen,
     instances: m.instances,
+    maps: m.maps,
     table,
     ...(lossBatches > 0
       ? { loss: lossSum.map((v) => v / lossBatches) as [number, number, number] }

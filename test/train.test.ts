@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import { readCheckpoint } from '../lib/checkpoint';
 import { loadModel, runtimeInfo, train, type TrainOptions } from '../lib/index';
 import { readHyp } from '../lib/hyp';
+import { imageWeights } from '../lib/train';
 import { packageRoot } from '../lib/paths';
 import { fixture, tempDir } from './helpers';
 
@@ -267,4 +268,19 @@ describe('bad training input is a clear error', () => {
       lines.some((l) => /imgsz 100 must be a multiple of max stride 32, updating to 128/.test(l)),
     );
   });
+});
+
+test('image weights favour rare and poorly detected classes', () => {
+  const items = [
+    { labels: [[0, 0.5, 0.5, 0.1, 0.1]] },
+    { labels: [[0, 0.5, 0.5, 0.1, 0.1]] },
+    { labels: [[1, 0.5, 0.5, 0.1, 0.1]] },
+  ];
+  const w = imageWeights(items, 2);
+  assert.ok(w[2]! > w[0]!, 'the rare class weighs more');
+  assert.equal(w[0], w[1]);
+  const maps = Float64Array.from([0.9, 0.9]);
+  const w2 = imageWeights(items, 2, Float64Array.from([0.0, 0.9]));
+  assert.ok(w2[0]! / w2[2]! > w[0]! / w[2]!, 'a badly detected class gains weight');
+  assert.ok(imageWeights(items, 2, maps).every((v) => v > 0));
 });

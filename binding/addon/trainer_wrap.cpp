@@ -216,6 +216,21 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     return info.Env().Undefined();
   }
 
+  // setSampleWeights(Float64Array | null): --image-weights sampling for the next epochs.
+  Napi::Value SetSampleWeights(const Napi::CallbackInfo& info) {
+    std::vector<double> w;
+    if (info.Length() == 1 && info[0].IsTypedArray()) {
+      auto a = info[0].As<Napi::Float64Array>();
+      w.assign(a.Data(), a.Data() + a.ElementLength());
+    }
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    guarded(info.Env(), [&] {
+      state_->trainer->loader().set_sample_weights(std::move(w));
+      return 0;
+    });
+    return info.Env().Undefined();
+  }
+
   // optimizerState() → Promise<[{ name, key, shape, data }]>
   Napi::Value OptimizerState(const Napi::CallbackInfo& info) {
     auto state = state_;

@@ -257,8 +257,11 @@ void Loader::start_epoch(int64_t epoch, bool mosaic) {
   } else {
     order_.resize(samples_.size());
     std::iota(order_.begin(), order_.end(), 0);
-    if (opts_.shuffle) {
-      auto rng = rng_for(opts_.seed, epoch, -1);
+    auto rng = rng_for(opts_.seed, epoch, -1);
+    if (!sample_weights_.empty()) {
+      std::discrete_distribution<int64_t> pick(sample_weights_.begin(), sample_weights_.end());
+      for (auto& o : order_) o = pick(rng);
+    } else if (opts_.shuffle) {
       std::shuffle(order_.begin(), order_.end(), rng);
     }
   }
@@ -281,6 +284,14 @@ std::optional<Batch> Loader::next() {
     if (e.rfind("fatal: ", 0) == 0) throw std::runtime_error(e.substr(7));
   }
   return std::move(batch);
+}
+
+void Loader::set_sample_weights(std::vector<double> weights) {
+  TORCH_CHECK(weights.empty() || weights.size() == samples_.size(), "sample weights: expected ",
+              samples_.size(), " values, got ", weights.size());
+  TORCH_CHECK(!opts_.rect || weights.empty(), "image weights do not combine with rect batches");
+  std::lock_guard<std::mutex> lock(mutex_);
+  sample_weights_ = std::move(weights);
 }
 
 void Loader::stop() {

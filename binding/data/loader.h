@@ -54,6 +54,8 @@ class Loader {
   // The next batch in order, or nullopt when the epoch is done.
   std::optional<Batch> next();
   void stop();
+  // --image-weights: the next epochs draw samples with these probabilities (with replacement).
+  void set_sample_weights(std::vector<double> weights);
 
   // One augmented sample (for tests and benchmarks): image and labels (class, cx, cy, w, h).
   std::pair<Image, std::vector<std::array<float, 5>>> sample(int64_t index, int64_t epoch,
@@ -71,6 +73,7 @@ class Loader {
   AugmentHyp hyp_;
   std::vector<std::pair<int, int>> batch_shapes_;  // rect: (h, w) per batch
   std::vector<int64_t> rect_order_;
+  std::vector<double> sample_weights_;
 
   std::mutex cache_mutex_;
   std::vector<std::shared_ptr<const Image>> cache_;

@@ -13,6 +13,7 @@ interface TrainCliOptions {
   imgsz: number;
   rect?: boolean;
   multiScale?: boolean;
+  imageWeights?: boolean;
   resume?: boolean | string;
   nosave?: boolean;
   noval?: boolean;
@@ -62,6 +63,7 @@ export function trainCommand(): Command {
     )
     .option('--rect', 'rectangular batches (no mosaic)')
     .option('--multi-scale', 'vary the image size ±50% per batch')
+    .option('--image-weights', 'sample images favouring poorly detected classes')
     .option('--resume [last.pt]', 'resume the newest run, or the given last.pt')
     .option('--nosave', 'only save the final checkpoint')
     .option('--noval', 'only validate the final epoch')
@@ -126,6 +128,7 @@ export function trainCommand(): Command {
         imgsz: o.imgsz,
         rect: o.rect === true,
         multiScale: o.multiScale === true,
+        imageWeights: o.imageWeights === true,
         nosave: o.nosave === true,
         noval: o.noval === true,
         noautoanchor: o.noautoanchor === true,
