@@ -37,7 +37,8 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
          InstanceMethod<&TrainerWrap::OptimizerState>("optimizerState"),
          InstanceMethod<&TrainerWrap::LoadOptimizerState>("loadOptimizerState"),
          InstanceMethod<&TrainerWrap::SetCounters>("setCounters"),
-         InstanceMethod<&TrainerWrap::Sample>("sample")});
+         InstanceMethod<&TrainerWrap::Sample>("sample"),
+         InstanceMethod<&TrainerWrap::SetSampleWeights>("setSampleWeights")});
   }
 
   explicit TrainerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainerWrap>(info) {
