@@ -284,3 +284,19 @@ test('image weights favour rare and poorly detected classes', () => {
   assert.ok(w2[0]! / w2[2]! > w[0]! / w[2]!, 'a badly detected class gains weight');
   assert.ok(imageWeights(items, 2, maps).every((v) => v > 0));
 });
+
+test('--image-weights, --multi-scale, --rect and --cache run end to end', async () => {
+  const dir = tempDir();
+  const sizes = new Set<number>();
+  const run = train(
+    quick(dir, { epochs: 2, imageWeights: true, multiScale: true, name: 'iw', noval: true }),
+  );
+  run.on('batch', (b: { size: number }) => sizes.add(b.size));
+  assert.equal((await run).status, 'completed');
+  assert.ok(
+    [...sizes].every((s) => s % 32 === 0 && s >= 64 && s <= 192),
+    `sizes ${[...sizes]}`,
+  );
+  const rect = await train(quick(dir, { rect: true, cache: true, name: 'rect', noval: true }));
+  assert.equal(rect.status, 'completed');
+});
