@@ -2,7 +2,9 @@
  * `val`: the reference's validation — rect batches, letterbox, NMS at conf 0.001 / IoU 0.6
  * multi-label, matching at IoU 0.50:0.95, AP by 101-point interpolation, P/R at max F1.
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { listImages, labelPathFor, readDataConfig, readLabels, type DataConfig } from './data';
 import { Yolo5Error, show } from './errors';
@@ -85,6 +87,66 @@ interface Item {
   labels: number[][];
 }
 
+interface Verified {
+  items: Item[];
+  missing: number;
+  empty: number;
+  corrupt: number;
+  warnings: string[];
+}
+
+/** Checks every image (readable, ≥ 10 px) and its label file; bad ones are left out with a warning. */
+async function verifySplit(files: string[], nc: number): Promise<Verified> {
+  const sizes = await native().imageInfo(files);
+  const out: Verified = { items: [], missing: 0, empty: 0, corrupt: 0, warnings: [] };
+  files.forEach((file, i) => {
+    const size = sizes[i]!;
+    if ('error' in size) {
+      out.corrupt++;
+      out.warnings.push(`${file}: ignoring corrupt image: ${size.error}`);
+      return;
+    }
+    if (size.width < 10 || size.height < 10) {
+      out.corrupt++;
+      out.warnings.push(
+        `${file}: ignoring image smaller than 10 pixels (${size.width}x${size.height})`,
+      );
+      return;
+    }
+    try {
+      const l = readLabels(labelPathFor(file), nc);
+      out.warnings.push(...l.warnings);
+      if (l.status === 'missing') out.missing++;
+      if (l.status === 'empty') out.empty++;
+      out.items.push({ file, width: size.width, height: size.height, labels: l.rows });
+    } catch (e) {
+      if (!(e instanceof Yolo5Error)) throw e;
+      out.corrupt++;
+      out.warnings.push(`${file}: ignoring corrupt image/label: ${e.message}`);
+    }
+  });
+  return out;
+}
+
+/**
+ * Label cache: verification results keyed by every image's and label file's path, size and
+ * modification time, so a changed file re-verifies. Kept under the user's cache folder
+ * (YOLO5_CACHE, else ~/.cache/yolo5), never inside the data set: data folders may be read-only or
+ * shared, and nothing is written next to the user's files.
+ */
+function cacheFile(files: string[], nc: number): string {
+  const h = crypto.createHash('sha256');
+  h.update(`v1 ${nc}\n`);
+  for (const f of files) {
+    const l = labelPathFor(f);
+    const si = fs.statSync(f, { throwIfNoEntry: false });
+    const sl = fs.statSync(l, { throwIfNoEntry: false });
+    h.update(`${f}\0${si?.size}:${si?.mtimeMs}\0${sl ? `${sl.size}:${sl.mtimeMs}` : '-'}\n`);
+  }
+  const root = process.env.YOLO5_CACHE ?? path.join(os.homedir(), '.cache', 'yolo5');
+  return path.join(root, 'labels', `${h.digest('hex').slice(0, 32)}.json`);
+}
+
 /** Reads a split: images with their sizes and labels; unusable images/labels are skipped with a warning. */
 export async function loadSplit(
   data: DataConfig,
@@ -96,43 +158,33 @@ export async function loadSplit(
   if (!sources)
     throw new Yolo5Error('E_DATA', `${data.file}: no ${show(task)} split`, { file: data.file });
   const files = listImages(sources, `${data.file} ${task}`);
-  const sizes = await native().imageInfo(files);
-  const items: Item[] = [];
-  let missing = 0;
-  let empty = 0;
-  let corrupt = 0;
-  files.forEach((file, i) => {
-    const size = sizes[i]!;
-    if ('error' in size) {
-      corrupt++;
-      log(`WARNING: ${file}: ignoring corrupt image: ${size.error}`);
-      return;
-    }
-    if (size.width < 10 || size.height < 10) {
-      corrupt++;
-      log(`WARNING: ${file}: ignoring image smaller than 10 pixels (${size.width}x${size.height})`);
-      return;
-    }
+  const cache = cacheFile(files, data.nc);
+  let v: Verified | undefined;
+  let cached = false;
+  try {
+    v = JSON.parse(fs.readFileSync(cache, 'utf8')) as Verified;
+    cached = true;
+  } catch {
+    v = await verifySplit(files, data.nc);
     try {
-      const l = readLabels(labelPathFor(file), data.nc);
-      for (const w of l.warnings) log(`WARNING: ${w}`);
-      if (l.status === 'missing') missing++;
-      if (l.status === 'empty') empty++;
-      const labels = singleCls ? l.rows.map((r) => [0, ...r.slice(1)]) : l.rows;
-      items.push({ file, width: size.width, height: size.height, labels });
+      fs.mkdirSync(path.dirname(cache), { recursive: true });
+      const tmp = `${cache}.${process.pid}.tmp`;
+      fs.writeFileSync(tmp, JSON.stringify(v));
+      fs.renameSync(tmp, cache);
     } catch (e) {
-      if (!(e instanceof Yolo5Error)) throw e;
-      corrupt++;
-      log(`WARNING: ${file}: ignoring corrupt image/label: ${e.message}`);
+      log(`WARNING: cannot write the label cache ${cache} (${(e as Error).message})`);
     }
-  });
-  const found = items.length - missing - empty;
+  }
+  for (const w of v.warnings) log(`WARNING: ${w}`);
+  const found = v.items.length - v.missing - v.empty;
   log(
-    `${task}: ${files.length} images, ${found} labelled, ${missing} missing labels, ${empty} empty, ${corrupt} corrupt`,
+    `${task}: ${files.length} images, ${found} labelled, ${v.missing} missing labels, ${v.empty} empty, ${v.corrupt} corrupt${cached ? ' (cached)' : ''}`,
   );
-  if (items.length === 0)
+  if (v.items.length === 0)
     throw new Yolo5Error('E_DATA', `${data.file}: no usable images in the ${task} split`);
-  return items;
+  return singleCls
+    ? v.items.map((it) => ({ ...it, labels: it.labels.map((r) => [0, ...r.slice(1)]) }))
+    : v.items;
 }
 
 /** Rect batches as the reference forms them: sorted by aspect ratio, shapes rounded to the stride. */

@@ -4,6 +4,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { packageRoot } from '../lib/paths';
 
+// Caches (label verification, the synthetic data set) go to a fresh folder, not the user's.
+process.env.YOLO5_CACHE ??= fs.mkdtempSync(path.join(os.tmpdir(), 'yolo5-cache-'));
+
 /** Golden data from the reference implementation; read-only, never write next to it. */
 export const fixtures = path.resolve(
   process.env.YOLO5_FIXTURES ?? path.join(packageRoot(), '..', 'shared', 'fixtures', 'reference'),

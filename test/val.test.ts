@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { loadModel, val, type Model } from '../lib/index';
 import { labelPathFor, readDataConfig, readLabels } from '../lib/data';
-import { rectBatches } from '../lib/val';
+import { loadSplit, rectBatches } from '../lib/val';
 import { packageRoot } from '../lib/paths';
 import { fixture, golden, tempDir } from './helpers';
 
@@ -215,4 +215,33 @@ test('yolo5 val CLI prints the table and writes the run folder', () => {
   );
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /Data file ".*nope\.yaml" not found/);
+});
+
+test('label verification is cached outside the data set and redone when a label changes', async () => {
+  const dir = tempDir();
+  const img = path.join(dir, 'images');
+  const lab = path.join(dir, 'labels');
+  fs.mkdirSync(img);
+  fs.mkdirSync(lab);
+  fs.copyFileSync(fixture('shapes5', 'images', 'val', '00000.jpg'), path.join(img, 'a.jpg'));
+  fs.writeFileSync(path.join(lab, 'a.txt'), '0 0.5 0.5 0.2 0.2\n');
+  fs.writeFileSync(
+    path.join(dir, 'd.yaml'),
+    `path: ${dir}\ntrain: images\nval: images\nnames: [a, b]\n`,
+  );
+  const d = readDataConfig(path.join(dir, 'd.yaml'));
+  const logs: string[] = [];
+  const first = await loadSplit(d, 'val', (l) => logs.push(l));
+  const second = await loadSplit(d, 'val', (l) => logs.push(l));
+  assert.deepEqual(second, first);
+  assert.ok(!logs[0]!.endsWith('(cached)') && logs[1]!.endsWith('(cached)'), logs.join('\n'));
+  assert.deepEqual(
+    fs.readdirSync(dir).sort(),
+    ['d.yaml', 'images', 'labels'],
+    'nothing written into the data set',
+  );
+  fs.writeFileSync(path.join(lab, 'a.txt'), '1 0.5 0.5 0.2 0.2\n1 0.2 0.2 0.1 0.1\n');
+  const third = await loadSplit(d, 'val', (l) => logs.push(l));
+  assert.equal(third[0]!.labels.length, 2);
+  assert.ok(!logs[2]!.endsWith('(cached)'));
 });
