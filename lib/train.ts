@@ -335,6 +335,14 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
   const dataFile =
     opts.data ??
     (await (await import('./synthetic')).ensureSyntheticDataset(undefined, undefined, log));
+  if (opts.data === undefined && !resumeFile) {
+    // The built-in set is 256 px shapes: a small model at its native size makes a quick CPU demo.
+    if (opts.cfg === undefined && opts.weights === undefined) opts.cfg = 'yolov5n.yaml';
+    opts.imgsz ??= 256;
+    log(
+      `Using the built-in synthetic data set ${dataFile} (${opts.cfg ?? opts.weights}, ${opts.imgsz} px)`,
+    );
+  }
   const data: DataConfig = readDataConfig(dataFile);
   if (!data.train)
     throw new Yolo5Error('E_DATA', `${data.file}: missing train`, { file: data.file });

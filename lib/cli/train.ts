@@ -10,7 +10,7 @@ interface TrainCliOptions {
   hyp?: string;
   epochs: number;
   batchSize: number;
-  imgsz: number;
+  imgsz?: number;
   rect?: boolean;
   multiScale?: boolean;
   imageWeights?: boolean;
@@ -50,7 +50,10 @@ export function trainCommand(): Command {
       'train (or fine-tune with frozen layers); without --data on the built-in synthetic set',
     )
     .option('--data <yaml>', 'data set yaml (default: the built-in synthetic shapes set)')
-    .option('--cfg <yaml>', 'model yaml or bundled name (default yolov5s without --weights)')
+    .option(
+      '--cfg <yaml>',
+      'model yaml or bundled name (default yolov5s; yolov5n on the built-in data)',
+    )
     .option('--weights <file>', 'initial weights (.pt from Python YOLOv5, a state dict, or ours)')
     .option('--hyp <yaml>', 'hyperparameters (default models/hyps/hyp.scratch-low.yaml)')
     .option('--epochs <n>', 'epochs', parseInteger('--epochs', 1), 100)
@@ -125,7 +128,7 @@ export function trainCommand(): Command {
         ...(o.threads !== undefined ? { threads: o.threads } : {}),
         epochs: o.epochs,
         batch: o.batchSize,
-        imgsz: o.imgsz,
+        ...(o.imgsz !== undefined ? { imgsz: o.imgsz } : {}),
         rect: o.rect === true,
         multiScale: o.multiScale === true,
         imageWeights: o.imageWeights === true,
