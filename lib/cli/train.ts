@@ -60,9 +60,8 @@ export function trainCommand(): Command {
     .option('--batch-size, --batch <n>', 'batch size', parseInteger('--batch-size', 1), 16)
     .option(
       '--img, --imgsz <n>',
-      'train and val image size (pixels)',
+      'train and val image size in pixels (default 640; 256 on the built-in data)',
       parseInteger('--img', 32),
-      640,
     )
     .option('--rect', 'rectangular batches (no mosaic)')
     .option('--multi-scale', 'vary the image size ±50% per batch')
