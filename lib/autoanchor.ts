@@ -4,28 +4,12 @@
  * that improves the recall.
  */
 import type { Model } from './model';
+import { gaussian, mulberry32 } from './random';
 
 interface Item {
   width: number;
   height: number;
   labels: number[][];
-}
-
-/** A small deterministic PRNG (mulberry32): the same data gives the same anchors. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randn(rand: () => number): number {
-  const u = Math.max(rand(), 1e-12);
-  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
 }
 
 /** Label sizes in pixels at the training size: [w, h] pairs. */
@@ -99,7 +83,7 @@ export function kmeanAnchors(
   generations = 1000,
   seed = 0,
 ): Float64Array {
-  const rand = prng(seed + 1);
+  const rand = mulberry32(seed + 1);
   const thr = 1 / anchorT;
   const keep: number[] = [];
   for (let i = 0; i < whAll.length; i += 2)
@@ -165,7 +149,7 @@ export function kmeanAnchors(
     while (v.every((x) => x === 1)) {
       const r = rand();
       for (let i = 0; i < v.length; i++) {
-        v[i] = rand() < 0.9 ? Math.min(Math.max(r * randn(rand) * 0.1 + 1, 0.3), 3.0) : 1;
+        v[i] = rand() < 0.9 ? Math.min(Math.max(r * gaussian(rand) * 0.1 + 1, 0.3), 3.0) : 1;
       }
     }
     const kg = Float64Array.from(k, (x, i) => Math.max(x * v[i]!, 2));
@@ -193,7 +177,7 @@ export async function checkAnchors(
     ),
   );
   // Labels at the training size with the augmentation's ±10% scale jitter (seeded).
-  const rand = prng(12345);
+  const rand = mulberry32(12345);
   const wh = labelSizes(items, imgsz, () => 0.9 + 0.2 * rand());
   const { bpr, aat } = bestPossibleRecall(wh, anchorsPx, anchorT);
   const head = `AutoAnchor: ${aat.toFixed(2)} anchors/target, ${bpr.toFixed(3)} Best Possible Recall (BPR). `;

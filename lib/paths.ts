@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 let cachedRoot: string | undefined;
@@ -26,4 +27,9 @@ export function packageRoot(): string {
 /** The bundled model configs (`models/*.yaml`). */
 export function modelsDir(): string {
   return path.join(packageRoot(), 'models');
+}
+
+/** yolo5's cache folder: YOLO5_CACHE, else ~/.cache/yolo5 (data sets, label verification). */
+export function cacheRoot(): string {
+  return path.resolve(process.env.YOLO5_CACHE || path.join(os.homedir(), '.cache', 'yolo5'));
 }

@@ -6,8 +6,8 @@
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { cacheRoot } from './paths';
 import { Yolo5Error, show } from './errors';
 import { native } from './native';
 
@@ -90,8 +90,7 @@ const WRITES_IN_FLIGHT = 4;
 
 /** `$YOLO5_CACHE/datasets`, else `~/.cache/yolo5/datasets`. */
 export function syntheticCacheDir(): string {
-  const base = process.env.YOLO5_CACHE || path.join(os.homedir(), '.cache', 'yolo5');
-  return path.resolve(base, 'datasets');
+  return path.join(cacheRoot(), 'datasets');
 }
 
 // ---------------------------------------------------------------------------------------------

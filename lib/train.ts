@@ -469,16 +469,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
       freezeBn: opts.freezeBn === true,
       multiScale: opts.multiScale === true,
       hyp: hyp as unknown as Record<string, number>,
-      loss: {
-        box: (hyp.box * 3) / nl,
-        cls: ((hyp.cls * nc) / 80) * (3 / nl),
-        obj: hyp.obj * (imgsz / 640) ** 2 * (3 / nl),
-        cls_pw: hyp.cls_pw,
-        obj_pw: hyp.obj_pw,
-        anchor_t: hyp.anchor_t,
-        fl_gamma: hyp.fl_gamma,
-        label_smoothing: labelSmoothing,
-      },
+      loss: lossHyp,
     },
   );
   const tinfo = trainer.info();

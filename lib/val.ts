@@ -4,7 +4,6 @@
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { listImages, labelPathFor, readDataConfig, readLabels, type DataConfig } from './data';
 import { Yolo5Error, show } from './errors';
@@ -12,6 +11,7 @@ import { ConfusionMatrix, DetectionStats } from './metrics';
 import { loadModel, type Model } from './model';
 import { native, type LossHyp } from './native';
 import { checkBoolean, checkImageSize, checkInteger, checkNumber } from './options';
+import { cacheRoot } from './paths';
 import { makeRunDir } from './runs';
 
 export interface ValOptions {
@@ -143,8 +143,7 @@ function cacheFile(files: string[], nc: number): string {
     const sl = fs.statSync(l, { throwIfNoEntry: false });
     h.update(`${f}\0${si?.size}:${si?.mtimeMs}\0${sl ? `${sl.size}:${sl.mtimeMs}` : '-'}\n`);
   }
-  const root = process.env.YOLO5_CACHE ?? path.join(os.homedir(), '.cache', 'yolo5');
-  return path.join(root, 'labels', `${h.digest('hex').slice(0, 32)}.json`);
+  return path.join(cacheRoot(), 'labels', `${h.digest('hex').slice(0, 32)}.json`);
 }
 
 /** Reads a split: images with their sizes and labels; unusable images/labels are skipped with a warning. */

@@ -1,3 +1,4 @@
+import { mulberry32 } from '../lib/random';
 import * as assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Yolo5Error } from '../lib/errors';
@@ -508,17 +509,7 @@ function slowMetrics(images: { dets: number[][]; labels: number[][] }[]): SlowMe
   };
 }
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 function randomImages(seed: number, count: number): { dets: number[][]; labels: number[][] }[] {
   const rand = rng(seed);
