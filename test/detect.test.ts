@@ -3,11 +3,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
-import { detect, loadModel, type Model } from '../lib/index';
+import { detect } from '../lib/index';
 import { detectImages } from '../lib/detect';
 import { native } from '../lib/native';
 import { packageRoot } from '../lib/paths';
-import { fixture, golden, tempDir } from './helpers';
+import { fixture, golden, goldenModel, tempDir } from './helpers';
 
 interface GoldenDetect {
   imgsz: number;
@@ -19,15 +19,6 @@ interface GoldenDetect {
 
 const g = golden();
 const images = (name: string) => fixture('shapes5', 'images', 'val', name);
-let shared: Promise<Model> | undefined;
-function goldenModel(): Promise<Model> {
-  shared ??= loadModel({
-    cfg: g.yaml as never,
-    weights: fixture('yolov5n-shapes5.state_dict.pt'),
-    names: Object.values(g.names),
-  });
-  return shared;
-}
 
 describe('detect parity with the reference (golden detections)', () => {
   for (const c of g.detect as GoldenDetect[]) {

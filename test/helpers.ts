@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { packageRoot } from '../lib/paths';
+import { loadModel, type Model } from '../lib/model';
 
 // Caches (label verification, the synthetic data set) go to a fresh folder, not the user's.
 process.env.YOLO5_CACHE ??= fs.mkdtempSync(path.join(os.tmpdir(), 'yolo5-cache-'));
@@ -70,4 +71,16 @@ export function relMaxDiff(
     }
   }
   return { rel: maxRef === 0 ? maxDiff : maxDiff / maxRef, at, abs: maxDiff };
+}
+
+let goldenShared: Promise<Model> | undefined;
+/** The reference's trained yolov5n (state dict + the golden yaml and names), loaded once per file. */
+export function goldenModel(): Promise<Model> {
+  const g = golden();
+  goldenShared ??= loadModel({
+    cfg: g.yaml as never,
+    weights: fixture('yolov5n-shapes5.state_dict.pt'),
+    names: Object.values(g.names),
+  });
+  return goldenShared;
 }

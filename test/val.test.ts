@@ -3,11 +3,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { loadModel, val, type Model } from '../lib/index';
+import { val } from '../lib/index';
 import { labelPathFor, readDataConfig, readLabels } from '../lib/data';
 import { loadSplit, rectBatches } from '../lib/val';
 import { packageRoot } from '../lib/paths';
-import { fixture, golden, tempDir } from './helpers';
+import { fixture, golden, goldenModel, tempDir } from './helpers';
 
 const g = golden();
 const gv = g.val as {
@@ -17,15 +17,6 @@ const gv = g.val as {
   'mAP50-95': number;
   'per_class_mAP50-95': number[];
 };
-let shared: Promise<Model> | undefined;
-function goldenModel(): Promise<Model> {
-  shared ??= loadModel({
-    cfg: g.yaml as never,
-    weights: fixture('yolov5n-shapes5.state_dict.pt'),
-    names: Object.values(g.names),
-  });
-  return shared;
-}
 
 test('val on the fixture data set gives the reference P, R, mAP50, mAP50-95 (±0.002)', async () => {
   const lines: string[] = [];
