@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { packageRoot } from '../lib/paths';
+import { runtimeInfo } from '../lib/runtime';
 
 const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js');
 
@@ -68,4 +69,22 @@ test('--help, --version and bad input', () => {
   const badFreeze = run('params', '--cfg', 'yolov5n', '--freeze', 'model.99.');
   assert.equal(badFreeze.code, 1);
   assert.match(badFreeze.stderr, /matches no parameter/);
+});
+
+test('yolo5 doctor reports the addon, LibTorch, CUDA and threads truthfully', () => {
+  const r = run('doctor', '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const info = JSON.parse(r.stdout) as {
+    libtorch: string;
+    cuda: { available: boolean };
+    threads: number;
+    addon: string[];
+  };
+  const rt = runtimeInfo();
+  assert.equal(info.libtorch, rt.libtorch);
+  assert.equal(info.cuda.available, rt.cuda.available);
+  assert.ok(info.threads >= 1);
+  assert.ok(info.addon.length > 0 && info.addon.every((f) => f.endsWith('.node')));
+  const text = run('doctor');
+  assert.match(text.stdout, /LibTorch: \d+\.\d+/);
 });

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { Yolo5Error } from '../errors';
 import { version } from '../runtime';
 import { detectCommand } from './detect';
+import { doctorCommand } from './doctor';
 import { inspectCommand } from './inspect';
 import { paramsCommand } from './params';
 import { trainCommand } from './train';
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   program.addCommand(detectCommand());
   program.addCommand(valCommand());
   program.addCommand(inspectCommand());
+  program.addCommand(doctorCommand());
   return program;
 }
 
