@@ -257,6 +257,7 @@ export interface NativeAddon {
   setThreads(n: number): void;
   loadTensorFile(file: string): Promise<NamedTensor[]>;
   setJpegLibrary(path: string): string;
+  buildInfo(): { libtorch: string; cxx11abi?: boolean; napi: number; cudaLinked: boolean };
   jpegLibrary(): string;
   imageInfo(paths: string[]): Promise<({ width: number; height: number } | { error: string })[]>;
   drawDetections(
@@ -295,11 +296,32 @@ export function native(): NativeAddon {
     return addon;
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
+    // A prebuilt binary records the LibTorch it needs: say so instead of leaving a linker error.
+    const manifestFile = path.join(
+      root,
+      'prebuilds',
+      `${process.platform}-${process.arch}`,
+      'yolo5.json',
+    );
+    let needs = '';
+    try {
+      const m = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as {
+        libtorch: string;
+        cuda: boolean;
+        cxx11abi: boolean | null;
+      };
+      needs =
+        ` The prebuilt binary was built against LibTorch ${m.libtorch} (${m.cuda ? 'CUDA' : 'CPU'}` +
+        `${m.cxx11abi === null ? '' : `, C++11 ABI ${m.cxx11abi ? 'on' : 'off'}`}): install that one where the dynamic ` +
+        'linker finds it (system package, or LD_LIBRARY_PATH=/path/to/libtorch/lib), or build for yours with `npx yolo5 build`.';
+    } catch {
+      // no prebuilt binary: the build help below applies
+    }
     loadError = new Yolo5Error(
       'E_NATIVE',
-      `yolo5: the native addon could not be loaded from ${root} (${message}). ` +
-        'Build it with `npm run build:native` (needs LibTorch: run scripts/setup.sh, or set ' +
-        'LIBTORCH=/path/to/libtorch).',
+      `The native addon could not be loaded from ${root} (${message.split('\n')[0]}).${needs} ` +
+        'To build it: `npx yolo5 build` (needs LibTorch: Debian/Ubuntu `apt-get install libtorch-dev`, or set ' +
+        'LIBTORCH=/path/to/libtorch; scripts/setup.sh does it all in a checkout).',
       { cause: e },
     );
     throw loadError;

@@ -4,6 +4,10 @@
 
 #include <fstream>
 
+#ifndef _WIN32
+#include <dlfcn.h>
+#endif
+
 #include "addon/convert.h"
 #include "addon/model_wrap.h"
 #include "addon/worker.h"
@@ -74,6 +78,26 @@ Napi::Value SetJpegLibrary(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), load_turbojpeg(info[0].As<Napi::String>().Utf8Value()));
 }
 
+// buildInfo() → what this binary was compiled against (for the prebuild manifest and doctor).
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  auto o = Napi::Object::New(info.Env());
+  o.Set("libtorch", TORCH_VERSION);
+#ifdef _GLIBCXX_USE_CXX11_ABI
+  o.Set("cxx11abi", _GLIBCXX_USE_CXX11_ABI == 1);
+#endif
+  o.Set("napi", NAPI_VERSION);
+  // Whether the CUDA half of LibTorch is loaded into this process (linked with --no-as-needed).
+  bool cuda_linked = false;
+#ifndef _WIN32
+  if (void* h = dlopen("libtorch_cuda.so", RTLD_NOW | RTLD_NOLOAD)) {
+    cuda_linked = true;
+    dlclose(h);
+  }
+#endif
+  o.Set("cudaLinked", cuda_linked);
+  return o;
+}
+
 Napi::Value JpegLibrary(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), turbojpeg_path());
 }
@@ -91,6 +115,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getThreads", Napi::Function::New<GetThreads>(env, "getThreads"));
   exports.Set("setThreads", Napi::Function::New<SetThreads>(env, "setThreads"));
   exports.Set("setJpegLibrary", Napi::Function::New<SetJpegLibrary>(env, "setJpegLibrary"));
+  exports.Set("buildInfo", Napi::Function::New<BuildInfo>(env, "buildInfo"));
   exports.Set("jpegLibrary", Napi::Function::New<JpegLibrary>(env, "jpegLibrary"));
   exports.Set("imageInfo", Napi::Function::New<ImageInfo>(env, "imageInfo"));
   exports.Set("drawDetections", Napi::Function::New<DrawDetections>(env, "drawDetections"));

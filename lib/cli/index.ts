@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { Yolo5Error } from '../errors';
 import { version } from '../runtime';
+import { buildCommand } from './build';
 import { detectCommand } from './detect';
 import { doctorCommand } from './doctor';
 import { inspectCommand } from './inspect';
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   program.addCommand(valCommand());
   program.addCommand(inspectCommand());
   program.addCommand(doctorCommand());
+  program.addCommand(buildCommand());
   return program;
 }
 
