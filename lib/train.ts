@@ -287,9 +287,11 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
       );
     }
     const saved = ck.opt as unknown as TrainOptions;
+    // The run continues with its own options and hyperparameters (only --epochs may change).
     opts = {
       ...saved,
       resume: resumeFile,
+      ...(ck.hyp ? { hyp: ck.hyp as Partial<Hyp> } : {}),
       ...(input.epochs !== undefined ? { epochs: input.epochs } : {}),
     };
     log(`Resuming training from ${resumeFile} (epoch ${ck.epoch + 1})`);

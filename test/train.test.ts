@@ -129,7 +129,7 @@ test('a run folder with weights, results.csv, opt.yaml and hyp.yaml; events; the
 test('abort finishes the batch, saves last.pt and resolves aborted; --resume continues and finishes', async () => {
   const dir = tempDir();
   const controller = new AbortController();
-  const run = train(quick(dir, { epochs: 3, signal: controller.signal }));
+  const run = train(quick(dir, { epochs: 3, signal: controller.signal, hyp: { lr0: 0.02 } }));
   run.on('epoch', (e: { epoch: number }) => {
     if (e.epoch === 0) controller.abort();
   });
@@ -147,6 +147,8 @@ test('abort finishes the batch, saves last.pt and resolves aborted; --resume con
   );
   const csv = fs.readFileSync(path.join(r.saveDir, 'results.csv'), 'utf8').trim().split('\n');
   assert.equal(csv.length, 4);
+  // The resumed run kept its hyperparameters.
+  assert.equal((readCheckpoint(resumed.last).hyp as { lr0: number }).lr0, 0.02);
 });
 
 test('a killed training process resumes from its last.pt', async () => {
