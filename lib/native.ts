@@ -257,6 +257,7 @@ export interface NativeAddon {
   setThreads(n: number): void;
   loadTensorFile(file: string): Promise<NamedTensor[]>;
   setJpegLibrary(path: string): string;
+  matmulGflops(n?: number, repeats?: number): number;
   buildInfo(): { libtorch: string; cxx11abi?: boolean; napi: number; cudaLinked: boolean };
   jpegLibrary(): string;
   imageInfo(paths: string[]): Promise<({ width: number; height: number } | { error: string })[]>;

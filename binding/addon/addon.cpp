@@ -2,6 +2,7 @@
 #include <napi.h>
 #include <torch/version.h>
 
+#include <chrono>
 #include <fstream>
 
 #ifndef _WIN32
@@ -78,6 +79,24 @@ Napi::Value SetJpegLibrary(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), load_turbojpeg(info[0].As<Napi::String>().Utf8Value()));
 }
 
+// matmulGflops(n, repeats) → measured float32 GFLOP/s of an n×n matrix product on this machine
+// with the current threads (the benchmarks' yardstick). Synchronous: a fraction of a second.
+Napi::Value MatmulGflops(const Napi::CallbackInfo& info) {
+  const int64_t n =
+      info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int64Value() : 1024;
+  const int reps =
+      info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 10;
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    torch::NoGradGuard no_grad;
+    auto a = torch::randn({n, n}), b = torch::randn({n, n});
+    auto c = torch::mm(a, b);  // warm-up
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) c = torch::mm(a, b);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return Napi::Number::New(info.Env(), 2.0 * n * n * n * reps / s / 1e9);
+  });
+}
+
 // buildInfo() → what this binary was compiled against (for the prebuild manifest and doctor).
 Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   auto o = Napi::Object::New(info.Env());
@@ -115,6 +134,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getThreads", Napi::Function::New<GetThreads>(env, "getThreads"));
   exports.Set("setThreads", Napi::Function::New<SetThreads>(env, "setThreads"));
   exports.Set("setJpegLibrary", Napi::Function::New<SetJpegLibrary>(env, "setJpegLibrary"));
+  exports.Set("matmulGflops", Napi::Function::New<MatmulGflops>(env, "matmulGflops"));
   exports.Set("buildInfo", Napi::Function::New<BuildInfo>(env, "buildInfo"));
   exports.Set("jpegLibrary", Napi::Function::New<JpegLibrary>(env, "jpegLibrary"));
   exports.Set("imageInfo", Napi::Function::New<ImageInfo>(env, "imageInfo"));
