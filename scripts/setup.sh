@@ -50,7 +50,7 @@ if command -v dpkg >/dev/null 2>&1; then
   need_pkg libstb-dev
   # Debian's LibTorch calls BLAS through libblas.so.3: OpenBLAS instead of the reference BLAS is
   # ~30x faster matrix products (convolutions go through oneDNN either way).
-  if dpkg -s libtorch-dev >/dev/null 2>&1 || [ "${#missing[@]}" -gt 0 ] && [[ " ${missing[*]} " == *" libtorch-dev "* ]]; then
+  if dpkg -s libtorch-dev >/dev/null 2>&1 || [[ " ${missing[*]:-} " == *" libtorch-dev "* ]]; then
     need_pkg libopenblas0-pthread
   fi
   if [ "${#missing[@]}" -gt 0 ]; then
