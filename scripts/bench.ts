@@ -1,0 +1,189 @@
+/**
+ * Training benchmark (not a test): ms per training step and images/s for --freeze 0, 10 and 24,
+ * peak RSS, the machine's matmul GFLOP/s and each step's achieved GFLOP/s as a fraction of it,
+ * and the data loader's images/s per worker. Every configuration runs in its own process (peak
+ * memory is per process); ratios are against --freeze 0 of the same run.
+ *
+ *   node dist-test/scripts/bench.js [--cfg yolov5n] [--img 256] [--batch 16] [--steps 12] [--out bench/results-cpu.json]
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadModel } from '../lib/model';
+import { native } from '../lib/native';
+import { readHyp } from '../lib/hyp';
+import { ensureSyntheticDataset } from '../lib/synthetic';
+import { readDataConfig } from '../lib/data';
+import { loadSplit } from '../lib/val';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
+}
+
+interface ChildResult {
+  freeze: number;
+  msPerStep: number;
+  imagesPerSecond: number;
+  peakRssMB: number;
+  trainable: number;
+  parameters: number;
+  gflops640: number;
+  loaderImagesPerSecondPerWorker?: number;
+}
+
+/** One configuration: a trainer on the built-in data, `steps` measured batches after 2 warm-up ones. */
+async function child(): Promise<void> {
+  const cfg = arg('cfg', 'yolov5n');
+  const imgsz = Number(arg('img', '256'));
+  const batch = Number(arg('batch', '16'));
+  const steps = Number(arg('steps', '12'));
+  const freeze = Number(arg('freeze', '0'));
+  const data = readDataConfig(await ensureSyntheticDataset());
+  const items = (await loadSplit(data, 'train', () => {})).slice(0, batch * (steps + 2));
+  const model = await loadModel({ cfg, nc: data.nc });
+  if (freeze > 0) model.freeze(freeze);
+  const info = model.info();
+  const hyp = readHyp(undefined);
+  const trainer = new (native().NativeTrainer)(
+    model.nativeHandle(),
+    (await model.clone()).nativeHandle(),
+    items.map((it) => ({
+      path: it.file,
+      width: it.width,
+      height: it.height,
+      labels: Float32Array.from(it.labels.flat()),
+    })),
+    {
+      imgsz,
+      batch,
+      stride: 32,
+      augment: true,
+      rect: false,
+      cache: true,
+      workers: Math.max(1, Math.min(2, os.availableParallelism())),
+      seed: 0,
+      epochs: 100,
+      nbs: 64,
+      optimizer: 'SGD',
+      cosLr: false,
+      freezeBn: false,
+      multiScale: false,
+      hyp: hyp as unknown as Record<string, number>,
+      loss: {
+        box: hyp.box,
+        cls: (hyp.cls * data.nc) / 80,
+        obj: hyp.obj * (imgsz / 640) ** 2,
+        cls_pw: 1,
+        obj_pw: 1,
+        anchor_t: 4,
+        fl_gamma: 0,
+        label_smoothing: 0,
+      },
+    },
+  );
+  const ends: number[] = [];
+  await trainer.runEpoch(0, true, (p) => ends.push(p.seconds));
+  const per = ends.slice(2).map((t, i) => t - ends[i + 1]!);
+  const ms = median(per) * 1000;
+  const out: ChildResult = {
+    freeze,
+    msPerStep: ms,
+    imagesPerSecond: (batch * 1000) / ms,
+    peakRssMB: process.resourceUsage().maxRSS / 1024,
+    trainable: info.gradients,
+    parameters: info.parameters,
+    gflops640: info.gflops,
+  };
+  if (freeze === 0) {
+    // The loader alone: one worker building mosaic samples back to back (images cached).
+    const t = performance.now();
+    const n = 32;
+    for (let i = 0; i < n; i++) await trainer.sample(i % items.length, 1, true);
+    out.loaderImagesPerSecondPerWorker = (n * 1000) / (performance.now() - t);
+  }
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+async function main(): Promise<void> {
+  const cfg = arg('cfg', 'yolov5n');
+  const imgsz = Number(arg('img', '256'));
+  const batch = Number(arg('batch', '16'));
+  const steps = arg('steps', '12');
+  const out = arg('out', path.join('bench', 'results-cpu.json'));
+  await ensureSyntheticDataset();
+  const addon = native();
+  const matmul = Math.max(addon.matmulGflops(1024, 10), addon.matmulGflops(2048, 3));
+  const rows: ChildResult[] = [];
+  for (const freeze of [0, 10, 24]) {
+    const r = spawnSync(
+      process.execPath,
+      [
+        __filename,
+        '--child',
+        '--cfg',
+        cfg,
+        '--img',
+        String(imgsz),
+        '--batch',
+        String(batch),
+        '--steps',
+        steps,
+        '--freeze',
+        String(freeze),
+      ],
+      {
+        encoding: 'utf8',
+        env: process.env,
+      },
+    );
+    if (r.status !== 0) throw new Error(`bench child (freeze ${freeze}) failed:\n${r.stderr}`);
+    rows.push(JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult);
+  }
+  const base = rows[0]!;
+  // A training step costs about 3 forward passes (forward, and backward for inputs and weights).
+  const stepGflop = 3 * base.gflops640 * (imgsz / 640) ** 2 * batch;
+  const machine = {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+    memoryGB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    libtorch: addon.libtorchVersion,
+    threads: addon.getThreads(),
+    cuda: addon.cudaInfo(),
+    matmulGflops: matmul,
+  };
+  console.log(
+    `training step benchmark: ${cfg} at ${imgsz} px, batch ${batch}, ${machine.threads} threads, ${machine.cpu} (${machine.cores} cores)`,
+  );
+  console.log(
+    `matmul: ${matmul.toFixed(1)} GFLOP/s; loader: ${base.loaderImagesPerSecondPerWorker?.toFixed(1)} images/s per worker (mosaic)`,
+  );
+  console.log(
+    '| freeze | trainable params | ms/step | images/s | step ratio | peak RSS MB | RSS ratio | achieved GFLOP/s | of matmul |',
+  );
+  console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of rows) {
+    const achieved = r.freeze === 0 ? stepGflop / (r.msPerStep / 1000) : NaN;
+    console.log(
+      `| ${r.freeze} | ${r.trainable.toLocaleString('en-US')} | ${r.msPerStep.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${(r.msPerStep / base.msPerStep).toFixed(2)} | ${r.peakRssMB.toFixed(0)} | ${(r.peakRssMB / base.peakRssMB).toFixed(2)} | ${Number.isNaN(achieved) ? '-' : achieved.toFixed(1)} | ${Number.isNaN(achieved) ? '-' : `${((100 * achieved) / matmul).toFixed(0)}%`} |`,
+    );
+  }
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(
+    out,
+    `${JSON.stringify({ date: new Date().toISOString(), cfg, imgsz, batch, machine, stepGflop, rows }, null, 2)}\n`,
+  );
+  console.log(`written ${out}`);
+}
+
+(process.argv.includes('--child') ? child() : main()).catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
