@@ -77,7 +77,8 @@ function intList(value: PyValue | undefined, what: string, ctx: UnpickleContext)
   });
 }
 
-function latin1(text: string, ctx: UnpickleContext): Uint8Array {
+/** Python 2-style byte strings (protocol 2 pickles bytes as latin-1 text). */
+export function latin1(text: string, ctx: UnpickleContext): Uint8Array {
   const out = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);

@@ -3,7 +3,7 @@
  * allow-list of globals, storages as persistent ids and tensor rebuilding.
  */
 import { checkpointError } from './error';
-import { numpyGlobal } from './numpy';
+import { latin1, numpyGlobal } from './numpy';
 import {
   PyDict,
   PyGlobal,
@@ -194,13 +194,7 @@ const codecsEncode: GlobalImpl = {
       ctx.fail('_codecs.encode is only allowed for latin-1 text');
     }
     ctx.charge(text.length);
-    const out = new Uint8Array(text.length);
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      if (c > 0xff) ctx.fail('latin-1 bytes with a character beyond U+00FF');
-      out[i] = c;
-    }
-    return out;
+    return latin1(text, ctx);
   },
 };
 
