@@ -596,9 +596,13 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
         sinceBest = 0;
       } else sinceBest++;
       if (!opts.nosave || final) {
-        // Each write gets its own copy: the worker takes ownership of the buffers.
         await writeCheckpointAsync(lastPath, await checkpointData(epoch, true));
-        if (improved) await writeCheckpointAsync(bestPath, await checkpointData(epoch, true));
+        if (improved) {
+          // best.pt is this same file: copy it (atomically) instead of serialising twice.
+          const tmp = `${bestPath}.${process.pid}.tmp`;
+          await fs.promises.copyFile(lastPath, tmp);
+          await fs.promises.rename(tmp, bestPath);
+        }
       }
       // The row goes in after the checkpoint: a run killed in between resumes from a file that
       // matches its log.
