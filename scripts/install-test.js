@@ -40,6 +40,16 @@ function check(name, fn) {
 }
 
 sh(process.execPath, [path.join(root, 'scripts', 'prebuild.js'), '--no-build'], root);
+// The consumer installs below run offline, from the npm cache alone. `npm ci` caches tarballs but
+// not the registry metadata an install without a lockfile resolves ranges with, so first put
+// every runtime package of our lockfile (exact versions) into the cache.
+{
+  const lock = JSON.parse(fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8'));
+  const specs = Object.entries(lock.packages)
+    .filter(([p, v]) => p.startsWith('node_modules/') && !v.dev && v.version)
+    .map(([p, v]) => `${p.slice(p.lastIndexOf('node_modules/') + 13)}@${v.version}`);
+  sh('npm', ['cache', 'add', ...new Set(specs)], root, { npm_config_offline: 'false' });
+}
 const packed = sh('npm', ['pack', '--pack-destination', tmp, '--silent'], root).trim().split('\n').pop();
 const tarball = path.join(tmp, packed);
 console.log(`packed ${tarball} (${(fs.statSync(tarball).size / 1e6).toFixed(1)} MB)`);
