@@ -3,10 +3,14 @@
 #include <torch/version.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 
 #ifndef _WIN32
 #include <dlfcn.h>
+#endif
+#if defined(__GLIBC__)
+#include <malloc.h>
 #endif
 
 #include "addon/convert.h"
@@ -124,6 +128,12 @@ Napi::Value JpegLibrary(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+#if defined(__GLIBC__)
+  // Loader and OpenMP threads each get a malloc arena by default; image buffers freed in one and
+  // allocated in another fragment them and the resident size creeps up epoch after epoch
+  // (0.84 → 1.39 GB over 10 epochs of yolov5n at 256 px). Two arenas keep it flat.
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
+#endif
   auto ctor = ModelWrap::Define(env);
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(ctor)));
   exports.Set("NativeModel", ctor);
