@@ -135,7 +135,8 @@ export interface UnpickleOptions {
 
 // ---- opcodes ---------------------------------------------------------------------------------
 
-const OP = {
+/** Pickle opcodes (the ones torch.save emits and the writer uses). */
+export const OP = {
   MARK: 0x28,
   STOP: 0x2e,
   POP: 0x30,

@@ -3,7 +3,7 @@
  * dicts, OrderedDicts and tensors (as `torch._utils._rebuild_tensor_v2` over persistent storages),
  * which is everything `torch.load(..., weights_only=True)` accepts.
  */
-import { PyDict, PyTuple } from './pickle';
+import { OP, PyDict, PyTuple } from './pickle';
 import { isHostTensor } from './tensor';
 import type { HostTensor } from './tensor';
 
@@ -87,37 +87,6 @@ class ByteSink {
     return this.buffer.subarray(0, this.length);
   }
 }
-
-const OP = {
-  MARK: 0x28,
-  STOP: 0x2e,
-  BININT: 0x4a,
-  BININT1: 0x4b,
-  BININT2: 0x4d,
-  NONE: 0x4e,
-  BINPERSID: 0x51,
-  REDUCE: 0x52,
-  BINUNICODE: 0x58,
-  APPENDS: 0x65,
-  EMPTY_LIST: 0x5d,
-  GLOBAL: 0x63,
-  EMPTY_DICT: 0x7d,
-  BINGET: 0x68,
-  LONG_BINGET: 0x6a,
-  BINPUT: 0x71,
-  LONG_BINPUT: 0x72,
-  TUPLE: 0x74,
-  EMPTY_TUPLE: 0x29,
-  SETITEMS: 0x75,
-  BINFLOAT: 0x47,
-  PROTO: 0x80,
-  TUPLE1: 0x85,
-  TUPLE2: 0x86,
-  TUPLE3: 0x87,
-  NEWTRUE: 0x88,
-  NEWFALSE: 0x89,
-  LONG1: 0x8a,
-} as const;
 
 function isPlainObject(value: object): value is { readonly [key: string]: Picklable } {
   const proto = Object.getPrototypeOf(value) as unknown;
