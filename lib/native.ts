@@ -179,10 +179,20 @@ export interface NativeTrainerOptions {
   optimizer: 'SGD' | 'Adam' | 'AdamW';
   cosLr: boolean;
   freezeBn: boolean;
+  /** Run the step in NHWC memory order (weights and batches); the numbers are the same. */
+  channelsLast: boolean;
   multiScale: boolean;
   /** Augmentation and optimizer hyperparameters (hyp yaml keys). */
   hyp: Record<string, number>;
   loss: LossHyp;
+}
+
+/** Cumulative seconds this epoch: loader wait, forward + loss, backward, optimizer step + EMA. */
+export interface NativeStepTimes {
+  data: number;
+  forward: number;
+  backward: number;
+  optimizer: number;
 }
 
 export interface NativeBatchProgress {
@@ -195,6 +205,7 @@ export interface NativeBatchProgress {
   instances: number;
   size: number;
   seconds: number;
+  times: NativeStepTimes;
 }
 
 export interface NativeEpochStats {
@@ -205,6 +216,7 @@ export interface NativeEpochStats {
   batches: number;
   images: number;
   seconds: number;
+  times: NativeStepTimes;
   aborted: boolean;
   nonFinite: boolean;
   warnings: string[];

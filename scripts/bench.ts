@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadModel } from '../lib/model';
-import { native } from '../lib/native';
+import { native, type NativeBatchProgress, type NativeStepTimes } from '../lib/native';
 import { readHyp } from '../lib/hyp';
 import { ensureSyntheticDataset } from '../lib/synthetic';
 import { readDataConfig } from '../lib/data';
@@ -30,12 +30,15 @@ function median(xs: number[]): number {
 interface ChildResult {
   freeze: number;
   msPerStep: number;
+  cpuMsPerStep: number;
   imagesPerSecond: number;
   peakRssMB: number;
   trainable: number;
   parameters: number;
   gflops640: number;
   loaderImagesPerSecondPerWorker?: number;
+  /** Mean ms per step in each phase: loader wait, forward + loss, backward, optimizer + EMA. */
+  phasesMs: NativeStepTimes;
 }
 
 /** One configuration: a trainer on the built-in data, `steps` measured batches after 2 warm-up ones. */
@@ -74,6 +77,7 @@ async function child(): Promise<void> {
       optimizer: 'SGD',
       cosLr: false,
       freezeBn: false,
+      channelsLast: arg('channels-last', '1') === '1',
       multiScale: false,
       hyp: hyp as unknown as Record<string, number>,
       loss: {
@@ -88,18 +92,39 @@ async function child(): Promise<void> {
       },
     },
   );
-  const ends: number[] = [];
-  await trainer.runEpoch(0, true, (p) => ends.push(p.seconds));
+  const progress: NativeBatchProgress[] = [];
+  const cpu: NodeJS.CpuUsage[] = [];
+  await trainer.runEpoch(0, true, (p) => {
+    progress.push(p);
+    cpu.push(process.cpuUsage());
+  });
+  // Process CPU time per measured step (all threads): less sensitive to other load than wall time.
+  const c0 = cpu[1]!;
+  const c1 = cpu[cpu.length - 1]!;
+  const cpuMsPerStep = (c1.user + c1.system - c0.user - c0.system) / 1000 / (cpu.length - 2);
+  const ends = progress.map((p) => p.seconds);
   const per = ends.slice(2).map((t, i) => t - ends[i + 1]!);
   const ms = median(per) * 1000;
+  // Mean ms per measured step in each phase (cumulative times after the 2 warm-up steps).
+  const first = progress[1]!.times;
+  const last = progress[progress.length - 1]!.times;
+  const n = progress.length - 2;
+  const phase = (k: keyof NativeStepTimes): number => ((last[k] - first[k]) * 1000) / n;
   const out: ChildResult = {
     freeze,
     msPerStep: ms,
+    cpuMsPerStep,
     imagesPerSecond: (batch * 1000) / ms,
     peakRssMB: process.resourceUsage().maxRSS / 1024,
     trainable: info.gradients,
     parameters: info.parameters,
     gflops640: info.gflops,
+    phasesMs: {
+      data: phase('data'),
+      forward: phase('forward'),
+      backward: phase('backward'),
+      optimizer: phase('optimizer'),
+    },
   };
   if (freeze === 0) {
     // The loader alone: one worker building mosaic samples back to back (images cached).
@@ -121,7 +146,8 @@ async function main(): Promise<void> {
   const addon = native();
   const matmul = Math.max(addon.matmulGflops(1024, 10), addon.matmulGflops(2048, 3));
   const rows: ChildResult[] = [];
-  for (const freeze of [0, 10, 24]) {
+  const freezes = arg('freezes', '0,10,24').split(',').map(Number);
+  for (const freeze of freezes) {
     const r = spawnSync(
       process.execPath,
       [
@@ -137,6 +163,8 @@ async function main(): Promise<void> {
         steps,
         '--freeze',
         String(freeze),
+        '--channels-last',
+        arg('channels-last', '1'),
       ],
       {
         encoding: 'utf8',
@@ -173,6 +201,15 @@ async function main(): Promise<void> {
     const achieved = r.freeze === 0 ? stepGflop / (r.msPerStep / 1000) : NaN;
     console.log(
       `| ${r.freeze} | ${r.trainable.toLocaleString('en-US')} | ${r.msPerStep.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${(r.msPerStep / base.msPerStep).toFixed(2)} | ${r.peakRssMB.toFixed(0)} | ${(r.peakRssMB / base.peakRssMB).toFixed(2)} | ${Number.isNaN(achieved) ? '-' : achieved.toFixed(1)} | ${Number.isNaN(achieved) ? '-' : `${((100 * achieved) / matmul).toFixed(0)}%`} |`,
+    );
+  }
+  console.log('');
+  console.log('| freeze | data wait ms | forward+loss ms | backward ms | optimizer+EMA ms |');
+  console.log('| ---: | ---: | ---: | ---: | ---: |');
+  for (const r of rows) {
+    const p = r.phasesMs;
+    console.log(
+      `| ${r.freeze} | ${p.data.toFixed(1)} | ${p.forward.toFixed(1)} | ${p.backward.toFixed(1)} | ${p.optimizer.toFixed(1)} |`,
     );
   }
   fs.mkdirSync(path.dirname(out), { recursive: true });

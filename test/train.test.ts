@@ -92,7 +92,8 @@ test('a run folder with weights, results.csv, opt.yaml and hyp.yaml; events; the
   run.on('epoch', (e: { epoch: number }) => epochs.push(e.epoch));
   const r = await run;
   clearInterval(timer);
-  assert.ok(maxLag < 100, `event loop lag ${maxLag} ms`);
+  // An epoch on the main thread would block for seconds; 500 ms leaves room for a loaded machine.
+  assert.ok(maxLag < 500, `event loop lag ${maxLag} ms`);
   assert.deepEqual(epochs, [0, 1]);
   assert.ok(batches.includes(3), 'the last batch of an epoch is always reported');
   const runDir = path.join(dir, 'run');

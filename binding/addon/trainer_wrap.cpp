@@ -27,6 +27,15 @@ double num(const Napi::Object& o, const char* key, double fallback) {
   return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
 }
 
+Napi::Object times_object(Napi::Env env, const StepTimes& t) {
+  auto o = Napi::Object::New(env);
+  o.Set("data", t.data);
+  o.Set("forward", t.forward);
+  o.Set("backward", t.backward);
+  o.Set("optimizer", t.optimizer);
+  return o;
+}
+
 class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -97,6 +106,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
       to.optimizer = o.Get("optimizer").As<Napi::String>().Utf8Value();
     to.cos_lr = o.Get("cosLr").ToBoolean().Value();
     to.freeze_bn = o.Get("freezeBn").ToBoolean().Value();
+    to.channels_last = o.Get("channelsLast").ToBoolean().Value();
     to.multi_scale = o.Get("multiScale").ToBoolean().Value();
     to.imgsz = lo.imgsz;
     to.stride = lo.stride;
@@ -154,6 +164,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
                   o.Set("instances", static_cast<double>(bp->instances));
                   o.Set("size", static_cast<double>(bp->size));
                   o.Set("seconds", bp->seconds);
+                  o.Set("times", times_object(env, bp->times));
                   delete bp;
                   fn.Call({o});
                 });
@@ -178,6 +189,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
           o.Set("batches", static_cast<double>(stats->batches));
           o.Set("images", static_cast<double>(stats->images));
           o.Set("seconds", stats->seconds);
+          o.Set("times", times_object(env, stats->times));
           o.Set("aborted", stats->aborted);
           o.Set("nonFinite", stats->non_finite);
           auto w = Napi::Array::New(env, stats->warnings.size());

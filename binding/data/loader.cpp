@@ -212,7 +212,8 @@ Batch Loader::make_batch(int64_t b) {
     std::memcpy(batch.images[static_cast<int64_t>(i)].data_ptr(), images[i].pixels.data(),
                 images[i].pixels.size());
   }
-  batch.images = batch.images.permute({0, 3, 1, 2}).contiguous();
+  // (batch, 3, h, w) over NHWC memory, i.e. channels-last: the trainer picks the layout it runs in.
+  batch.images = batch.images.permute({0, 3, 1, 2});
   batch.targets =
       torch::from_blob(targets.data(), {static_cast<int64_t>(targets.size() / 6), 6}, torch::kFloat)
           .clone();

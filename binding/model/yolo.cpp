@@ -1,6 +1,7 @@
 #include "model/yolo.h"
 
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 
 namespace yolo5 {
@@ -159,11 +160,24 @@ YoloModelImpl::YoloModelImpl(const ModelSpec& spec) : spec_(spec), in_channels_(
   }
 }
 
+size_t YoloModelImpl::first_trainable_layer() const {
+  for (size_t i = 0; i < layers_.size(); ++i)
+    for (const auto& p : model_->ptr(i)->parameters())
+      if (p.requires_grad()) return i;
+  return layers_.size();
+}
+
 std::vector<torch::Tensor> YoloModelImpl::run(const torch::Tensor& input) {
   std::vector<torch::Tensor> saved(layers_.size());
   torch::Tensor x = input;
   const size_t last = layers_.size() - 1;
+  // Frozen layers before the first trainable one need no autograd graph: nothing upstream of a
+  // trainable parameter is differentiated (the input never requires a gradient here).
+  const size_t no_grad_until =
+      torch::GradMode::is_enabled() && !input.requires_grad() ? first_trainable_layer() : 0;
   for (size_t i = 0; i < layers_.size(); ++i) {
+    std::optional<torch::NoGradGuard> no_grad;
+    if (i < no_grad_until) no_grad.emplace();
     std::vector<torch::Tensor> inputs;
     inputs.reserve(from_[i].size());
     for (int f : from_[i]) inputs.push_back(f < 0 ? x : saved[static_cast<size_t>(f)]);

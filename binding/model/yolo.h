@@ -56,6 +56,8 @@ class YoloModelImpl : public torch::nn::Module {
 
  private:
   std::vector<torch::Tensor> run(const torch::Tensor& x);
+  // The first layer with a trainable parameter (layers().size() if none).
+  size_t first_trainable_layer() const;
 
   ModelSpec spec_;
   torch::nn::ModuleList model_{nullptr};

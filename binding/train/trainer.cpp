@@ -83,6 +83,12 @@ Trainer::Trainer(std::shared_ptr<YoloModelImpl> model, std::shared_ptr<ModelEma>
       opts_(std::move(opts)) {
   accumulate_ =
       std::max(static_cast<int>(std::nearbyint(static_cast<double>(opts_.nbs) / opts_.batch)), 1);
+  if (opts_.channels_last) {
+    // Same tensors (set_data keeps each parameter's identity for the optimizer), NHWC strides.
+    torch::NoGradGuard no_grad;
+    for (auto& p : model_->parameters())
+      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+  }
   weight_decay_ = opts_.hyp.weight_decay * opts_.batch * accumulate_ / opts_.nbs;
 
   // Three groups, only trainable parameters: biases (no decay), weights (decay), BatchNorm
@@ -176,7 +182,14 @@ EpochStats Trainer::run_epoch(int64_t epoch, bool mosaic,
       stats.aborted = true;
       break;
     }
+    auto tick = Clock::now();
+    auto lap = [&tick](double& into) {
+      auto now = Clock::now();
+      into += std::chrono::duration<double>(now - tick).count();
+      tick = now;
+    };
     auto batch = loader_->next();
+    lap(stats.times.data);
     if (!batch) break;
     for (auto& e : batch->errors) stats.warnings.push_back(e);
     const int64_t ni = i + nb * epoch;
@@ -189,7 +202,11 @@ EpochStats Trainer::run_epoch(int64_t epoch, bool mosaic,
                   interp(ni, 0, nw, opts_.hyp.warmup_momentum, opts_.hyp.momentum));
       }
     }
-    auto imgs = batch->images.to(device).to(torch::kFloat).div_(255);
+    auto imgs = batch->images.to(device)
+                    .contiguous(opts_.channels_last ? torch::MemoryFormat::ChannelsLast
+                                                    : torch::MemoryFormat::Contiguous)
+                    .to(torch::kFloat)
+                    .div_(255);
     if (opts_.multi_scale) {
       std::mt19937_64 rng(static_cast<uint64_t>(ni) * 0x9e3779b97f4a7c15ULL ^ opts_.seed);
       const int lo = opts_.imgsz / 2, hi = opts_.imgsz * 3 / 2 + opts_.stride;
@@ -210,6 +227,7 @@ EpochStats Trainer::run_epoch(int64_t epoch, bool mosaic,
     auto targets = batch->targets.to(device);
     auto out = compute_loss(model_->forward(imgs).raw, targets, model_->detect(), opts_.loss);
     auto parts = out.parts.to(torch::kCPU);
+    lap(stats.times.forward);
     if (!torch::isfinite(out.total).item<bool>()) {
       stats.non_finite = true;
       stats.warnings.push_back("loss is " + std::to_string(out.total.item<double>()) +
@@ -219,6 +237,7 @@ EpochStats Trainer::run_epoch(int64_t epoch, bool mosaic,
       break;
     }
     out.total.backward();
+    lap(stats.times.backward);
     if (ni - last_opt_step_ >= accumulate) {
       torch::nn::utils::clip_grad_norm_(params, opts_.max_grad_norm);
       optimizer_->step();
@@ -226,6 +245,7 @@ EpochStats Trainer::run_epoch(int64_t epoch, bool mosaic,
       if (ema_) ema_->update(*model_);
       last_opt_step_ = ni;
     }
+    lap(stats.times.optimizer);
     mloss = (mloss * static_cast<double>(i) + parts) / static_cast<double>(i + 1);
     stats.images += batch->images.size(0);
     if (on_batch) {
@@ -239,6 +259,7 @@ EpochStats Trainer::run_epoch(int64_t epoch, bool mosaic,
       p.instances = targets.size(0);
       p.size = imgs.size(3);
       p.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      p.times = stats.times;
       on_batch(p);
     }
   }

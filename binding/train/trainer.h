@@ -34,6 +34,9 @@ struct TrainerOptions {
   uint64_t seed = 0;
   bool freeze_bn =
       false;  // BatchNorm layers whose weights are frozen keep their running statistics
+  // Convolution weights and batches in NHWC memory order (oneDNN's native layout on CPU: no
+  // reorders around each convolution). Numerically the same model; state read-outs are NCHW.
+  bool channels_last = false;
 };
 
 class ModelEma {
@@ -49,12 +52,20 @@ class ModelEma {
   int64_t updates_ = 0;
 };
 
+// Where an epoch's wall time went, in seconds, cumulative: waiting for the loader's batch, forward
+// pass + loss, backward pass, optimizer step (clipping, step, EMA). On CUDA these are enqueue times
+// unless something synchronises.
+struct StepTimes {
+  double data = 0, forward = 0, backward = 0, optimizer = 0;
+};
+
 struct BatchProgress {
   int64_t epoch = 0, batch = 0, batches = 0;
   double lbox = 0, lobj = 0, lcls = 0;  // running means this epoch
   int64_t instances = 0;
   int64_t size = 0;
   double seconds = 0;
+  StepTimes times;  // cumulative this epoch
 };
 
 struct EpochStats {
@@ -63,6 +74,7 @@ struct EpochStats {
       lrs;  // per group at the epoch's end: biases, weights (decay), BatchNorm weights
   int64_t batches = 0, images = 0;
   double seconds = 0;
+  StepTimes times;
   bool aborted = false;
   bool non_finite = false;  // a loss was NaN or inf: the epoch stopped there
   std::vector<std::string> warnings;
