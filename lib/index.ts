@@ -11,6 +11,8 @@ export { train, TrainRun } from './train';
 export type { BatchEvent, EpochRecord, TrainOptions, TrainResult } from './train';
 export type { Hyp } from './hyp';
 export type { ClassMetrics, ValMetrics, ValOptions, ValResult } from './val';
+export { exportModel, EXPORT_FORMATS } from './export';
+export type { ExportFormat, ExportOptions, ExportResult } from './export';
 export { readDataConfig } from './data';
 export type { DataConfig } from './data';
 export type {

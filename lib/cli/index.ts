@@ -6,6 +6,7 @@ import { version } from '../runtime';
 import { buildCommand } from './build';
 import { detectCommand } from './detect';
 import { doctorCommand } from './doctor';
+import { exportCommand } from './export';
 import { inspectCommand } from './inspect';
 import { paramsCommand } from './params';
 import { trainCommand } from './train';
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   program.addCommand(paramsCommand());
   program.addCommand(detectCommand());
   program.addCommand(valCommand());
+  program.addCommand(exportCommand());
   program.addCommand(inspectCommand());
   program.addCommand(doctorCommand());
   program.addCommand(buildCommand());
