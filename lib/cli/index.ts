@@ -8,6 +8,7 @@ import { detectCommand } from './detect';
 import { doctorCommand } from './doctor';
 import { inspectCommand } from './inspect';
 import { paramsCommand } from './params';
+import { pruneCommand } from './prune';
 import { trainCommand } from './train';
 import { valCommand } from './val';
 
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   program.addCommand(detectCommand());
   program.addCommand(valCommand());
   program.addCommand(inspectCommand());
+  program.addCommand(pruneCommand());
   program.addCommand(doctorCommand());
   program.addCommand(buildCommand());
   return program;
