@@ -33,6 +33,8 @@ export interface DetectOptions {
   classes?: number[];
   /** One NMS across classes. */
   agnosticNms?: boolean;
+  /** Keep every (box, class) pair above `conf`, not only each box's best class. Default false. */
+  multiLabel?: boolean;
   log?: (line: string) => void;
 }
 
@@ -104,6 +106,7 @@ export async function detectImages(
   const iou = checkNumber('iou', opts.iou ?? 0.45, 0, 1);
   const maxDet = checkInteger('maxDet', opts.maxDet ?? 1000, 1);
   const agnostic = checkBoolean('agnosticNms', opts.agnosticNms ?? false);
+  const multiLabel = checkBoolean('multiLabel', opts.multiLabel ?? false);
   const classes =
     opts.classes !== undefined ? checkClasses('classes', opts.classes, model.nc) : undefined;
   const inputs = resolveInputs(source);
@@ -124,7 +127,7 @@ export async function detectImages(
     iou,
     maxDet,
     agnostic,
-    multiLabel: false,
+    multiLabel,
     ...(classes ? { classes } : {}),
   });
   const out = results.map((r, i): DetectResult => {

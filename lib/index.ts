@@ -7,6 +7,17 @@ import type { FreezeSpec } from './freeze';
 export { loadModel, Model } from './model';
 export { detect, detectImages } from './detect';
 export { val } from './val';
+export { load, Results } from './hub';
+export type {
+  CallOptions as HubCallOptions,
+  Crop,
+  CropOptions,
+  DetectionRecord,
+  HubModel,
+  LoadOptions as HubLoadOptions,
+  RenderOptions,
+} from './hub';
+export type { PruneLayer, PruneResult } from './prune';
 export { train, TrainRun } from './train';
 export type { BatchEvent, EpochRecord, TrainOptions, TrainResult } from './train';
 export type { Hyp } from './hyp';

@@ -24,6 +24,7 @@ import {
 import { readWeights, type WeightsFile } from './weights';
 import type { HostTensor } from './checkpoint';
 import { writeCheckpointAsync } from './checkpoint-worker';
+import { pruneModel, type PruneResult } from './prune';
 
 export interface LoadModelOptions {
   /** A model yaml path, a bundled config name (`yolov5s`, `yolov5s.yaml`), or a parsed config. */
@@ -377,6 +378,14 @@ export class Model {
   /** @internal The native handle, for the trainer. */
   nativeHandle(): NativeModel {
     return this.#native;
+  }
+
+  /**
+   * Global magnitude pruning: zeros the `amount` (0 < amount < 1) share of smallest |w| over all
+   * Conv2d weights, permanently. Returns the sparsity reached. See lib/prune.ts.
+   */
+  async prune(amount: number): Promise<PruneResult> {
+    return pruneModel(this, amount);
   }
 
   /** Folds each Conv's BatchNorm into its convolution for inference (irreversible). */

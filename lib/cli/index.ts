@@ -9,6 +9,7 @@ import { doctorCommand } from './doctor';
 import { exportCommand } from './export';
 import { inspectCommand } from './inspect';
 import { paramsCommand } from './params';
+import { pruneCommand } from './prune';
 import { trainCommand } from './train';
 import { valCommand } from './val';
 
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   program.addCommand(valCommand());
   program.addCommand(exportCommand());
   program.addCommand(inspectCommand());
+  program.addCommand(pruneCommand());
   program.addCommand(doctorCommand());
   program.addCommand(buildCommand());
   return program;
