@@ -222,4 +222,19 @@ test('yolo5 detect CLI writes annotated images, labels, crops and a JSON summary
     fs.readFileSync(path.join(run, '00000.jpg')),
     fs.readFileSync(images('00000.jpg')),
   );
+  // --nosave with --save-crop: crops only, no annotated images.
+  const r2 = spawnSync(
+    process.execPath,
+    [cli, 'detect', '--weights', fixture('yolov5n-shapes5.state_dict.pt'), '--cfg', cfg]
+      .concat(['--source', images('00000.jpg'), '--img', '256', '--conf', '0.2'])
+      .concat(['--nosave', '--save-crop', '--project', dir, '--name', 'run2']),
+    { encoding: 'utf8', cwd: packageRoot() },
+  );
+  assert.equal(r2.status, 0, r2.stderr);
+  const run2 = path.join(dir, 'run2');
+  assert.ok(!fs.existsSync(path.join(run2, '00000.jpg')));
+  const cropFiles = fs
+    .readdirSync(path.join(run2, 'crops'), { recursive: true })
+    .filter((f) => String(f).endsWith('.jpg'));
+  assert.equal(cropFiles.length, summary.results[0]!.boxes.length);
 });

@@ -79,6 +79,8 @@ export function detectCommand(): Command {
         existOk: o.existOk === true,
       });
       if (o.saveTxt) fs.mkdirSync(path.join(dir, 'labels'), { recursive: true });
+      // Crop paths handed out but not written yet (an image's crops are written together).
+      const claimed = new Set<string>();
       for (const r of results) {
         if (r.error) continue;
         const stem = path.parse(r.source).name;
@@ -88,7 +90,7 @@ export function detectCommand(): Command {
           ? r.boxes.map((b, index) => {
               const cropDir = path.join(dir, 'crops', b.name);
               fs.mkdirSync(cropDir, { recursive: true });
-              return { index, path: uniquePath(path.join(cropDir, `${stem}.jpg`)) };
+              return { index, path: uniquePath(path.join(cropDir, `${stem}.jpg`), claimed) };
             })
           : [];
         if (!o.nosave || crops.length > 0) {
@@ -101,7 +103,7 @@ export function detectCommand(): Command {
             label: o.hideLabels ? '' : o.hideConf ? b.name : `${b.name} ${b.confidence.toFixed(2)}`,
           }));
           const ext = path.extname(r.source).toLowerCase() === '.png' ? '.png' : '.jpg';
-          await native().drawDetections(r.source, o.nosave ? [] : boxes, {
+          await native().drawDetections(r.source, boxes, {
             lineWidth: o.lineThickness,
             ...(o.nosave
               ? { format: 'bmp' as const }
@@ -146,11 +148,11 @@ function writeLabels(file: string, r: DetectResult, withConf: boolean): void {
   fs.writeFileSync(file, lines.length ? `${lines.join('\n')}\n` : '');
 }
 
-function uniquePath(file: string): string {
-  if (!fs.existsSync(file)) return file;
+function uniquePath(file: string, claimed: Set<string>): string {
+  const free = (p: string): boolean => !claimed.has(p) && !fs.existsSync(p);
+  let p = file;
   const { dir, name, ext } = path.parse(file);
-  for (let n = 2; ; n++) {
-    const p = path.join(dir, `${name}${n}${ext}`);
-    if (!fs.existsSync(p)) return p;
-  }
+  for (let n = 2; !free(p); n++) p = path.join(dir, `${name}${n}${ext}`);
+  claimed.add(p);
+  return p;
 }
