@@ -3,6 +3,7 @@
  * the event loop; a loaded Model serves concurrent calls.
  */
 import { Yolo5Error } from './errors';
+import { predictorStride, type Ensemble, type Predictor } from './ensemble';
 import { loadModel, type Model } from './model';
 import type { NativeImage } from './native';
 import { checkBoolean, checkClasses, checkImageSize, checkInteger, checkNumber } from './options';
@@ -17,9 +18,10 @@ export interface RawImage {
 }
 
 export interface DetectOptions {
-  /** An already loaded model (else `weights`/`cfg` are loaded for this call). */
-  model?: Model;
-  weights?: string;
+  /** An already loaded model or ensemble (else `weights`/`cfg` are loaded for this call). */
+  model?: Model | Ensemble;
+  /** A checkpoint, or several: an ensemble whose predictions join before one NMS. */
+  weights?: string | readonly string[];
   cfg?: string;
   /** Inference size (long side), rounded up to the model's stride. Default 640. */
   imgsz?: number;
@@ -35,6 +37,8 @@ export interface DetectOptions {
   agnosticNms?: boolean;
   /** Keep every (box, class) pair above `conf`, not only each box's best class. Default false. */
   multiLabel?: boolean;
+  /** Test-time augmentation: scales 1, 0.83 (flipped), 0.67, merged before NMS. */
+  augment?: boolean;
   log?: (line: string) => void;
 }
 
@@ -68,7 +72,7 @@ export interface DetectSpeed {
 export interface DetectOutput {
   results: DetectResult[];
   speed: DetectSpeed;
-  model: Model;
+  model: Model | Ensemble;
 }
 
 function isRaw(x: unknown): x is RawImage {
@@ -87,20 +91,26 @@ function label(input: ImageInput): string {
   return typeof input === 'string' ? input : isRaw(input) ? 'raw' : 'buffer';
 }
 
+/** One weights file stays a single model; several make an ensemble. */
+export function singleOrMany(weights: string | readonly string[]): string | readonly string[] {
+  return Array.isArray(weights) && weights.length === 1 ? (weights[0] as string) : weights;
+}
+
 /** Runs detection; returns one result per image in input order. */
 export async function detectImages(
   source: ImageInput | readonly ImageInput[],
   opts: DetectOptions = {},
 ): Promise<DetectOutput> {
   const log = opts.log ?? (() => {});
-  const model =
+  const model: Predictor =
     opts.model ??
     (await loadModel({
-      ...(opts.weights !== undefined ? { weights: opts.weights } : {}),
+      ...(opts.weights !== undefined ? { weights: singleOrMany(opts.weights) } : {}),
       ...(opts.cfg !== undefined ? { cfg: opts.cfg } : {}),
       log,
     }));
-  const stride = Math.max(...model.info().stride);
+  const stride = predictorStride(model);
+  const augment = checkBoolean('augment', opts.augment ?? false);
   const imgsz = checkImageSize('imgsz', opts.imgsz ?? 640, stride, log);
   const conf = checkNumber('conf', opts.conf ?? 0.25, 0, 1);
   const iou = checkNumber('iou', opts.iou ?? 0.45, 0, 1);
@@ -128,6 +138,7 @@ export async function detectImages(
     maxDet,
     agnostic,
     multiLabel,
+    augment,
     ...(classes ? { classes } : {}),
   });
   const out = results.map((r, i): DetectResult => {

@@ -6,6 +6,7 @@ export type Yolo5ErrorCode =
   | 'E_MODEL_CFG' // a model config is wrong (row, module, args)
   | 'E_FREEZE' // a freeze spec is wrong or matches nothing
   | 'E_WEIGHTS' // weights do not fit the model
+  | 'E_ENSEMBLE' // an ensemble's models disagree (classes)
   | 'E_CHECKPOINT' // a checkpoint file is malformed or unsafe
   | 'E_DATA' // a data yaml or data set is wrong
   | 'E_DATA_LABEL' // a label file row is wrong

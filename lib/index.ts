@@ -5,6 +5,8 @@ import { loadModel, type LoadModelOptions, type ParameterInfo } from './model';
 import type { FreezeSpec } from './freeze';
 
 export { loadModel, Model } from './model';
+export { Ensemble } from './ensemble';
+export type { Predictor } from './ensemble';
 export { detect, detectImages } from './detect';
 export { val } from './val';
 export { load, Results } from './hub';
@@ -37,6 +39,7 @@ export type {
 } from './detect';
 export type {
   ForwardResult,
+  LoadEnsembleOptions,
   LoadModelOptions,
   ModelInfo,
   ParameterInfo,

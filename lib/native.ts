@@ -81,6 +81,16 @@ export interface NativePredictOptions {
   /** Val loss: the loss gains, and per image its labels (rows class, cx, cy, w, h normalised). */
   loss?: LossHyp;
   labels?: Float32Array[];
+  /** Test-time augmentation with the reference's passes (scale 1; 0.83 flipped; 0.67). */
+  augment?: boolean;
+  /**
+   * Exactly these test-time passes instead (overrides `augment`): each resizes the letterboxed
+   * batch by `scale` in (0, 1] and, with `flip`, mirrors it left-right first. With two or more
+   * passes the first drops its largest-stride rows and the last its smallest-stride rows.
+   */
+  tta?: { scale: number; flip: boolean }[];
+  /** Further models whose raw predictions join this model's before NMS (same nc and device). */
+  ensemble?: NativeModel[];
 }
 
 export interface NativePrediction {

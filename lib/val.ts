@@ -8,16 +8,19 @@ import * as path from 'node:path';
 import { listImages, labelPathFor, readDataConfig, readLabels, type DataConfig } from './data';
 import { Yolo5Error, show } from './errors';
 import { ConfusionMatrix, DetectionStats } from './metrics';
-import { loadModel, type Model } from './model';
+import { singleOrMany } from './detect';
+import { predictorStride, type Ensemble, type Predictor } from './ensemble';
+import { loadModel, Model } from './model';
 import { native, type LossHyp } from './native';
 import { checkBoolean, checkImageSize, checkInteger, checkNumber } from './options';
 import { cacheRoot } from './paths';
 import { makeRunDir } from './runs';
 
 export interface ValOptions {
-  /** A loaded model, or `weights` (+ `cfg` for a plain state dict) to load. */
-  model?: Model;
-  weights?: string;
+  /** A loaded model or ensemble, or `weights` (+ `cfg` for a plain state dict) to load. */
+  model?: Model | Ensemble;
+  /** A checkpoint, or several: an ensemble whose predictions join before one NMS. */
+  weights?: string | readonly string[];
   cfg?: string;
   /** Data yaml path, or an already read config. */
   data: string | DataConfig;
@@ -38,8 +41,10 @@ export interface ValOptions {
   name?: string;
   existOk?: boolean;
   save?: boolean;
-  /** Also compute the loss on the set (training passes its scaled gains). */
+  /** Also compute the loss on the set (training passes its scaled gains); one model, no augment. */
   loss?: LossHyp;
+  /** Test-time augmentation: scales 1, 0.83 (flipped), 0.67, merged before NMS. */
+  augment?: boolean;
   log?: (line: string) => void;
 }
 
@@ -247,10 +252,17 @@ export const VAL_HEADER =
 export async function val(opts: ValOptions): Promise<ValResult> {
   const log = opts.log ?? (() => {});
   const data = typeof opts.data === 'string' ? readDataConfig(opts.data) : opts.data;
-  const model =
+  const augment = checkBoolean('augment', opts.augment ?? false);
+  if (augment && opts.loss) {
+    throw new Yolo5Error(
+      'E_ARG',
+      'The val loss is computed without test-time augmentation: pass loss or augment, not both',
+    );
+  }
+  const model: Predictor =
     opts.model ??
     (await loadModel({
-      ...(opts.weights !== undefined ? { weights: opts.weights } : {}),
+      ...(opts.weights !== undefined ? { weights: singleOrMany(opts.weights) } : {}),
       ...(opts.cfg !== undefined ? { cfg: opts.cfg } : {}),
       ...(opts.cfg !== undefined && opts.weights === undefined ? { nc: data.nc } : {}),
       log,
@@ -267,7 +279,13 @@ export async function val(opts: ValOptions): Promise<ValResult> {
     );
   }
   const names = singleCls ? ['item'] : model.names.length === nc ? model.names : data.names;
-  const stride = Math.max(...model.info().stride);
+  if (opts.loss && !(model instanceof Model) && model.models.length > 1) {
+    throw new Yolo5Error(
+      'E_ARG',
+      `The val loss is computed for one model but received an ensemble of ${model.models.length}`,
+    );
+  }
+  const stride = predictorStride(model);
   const imgsz = checkImageSize('imgsz', opts.imgsz ?? 640, stride, log);
   const batch = checkInteger('batch', opts.batch ?? 32, 1);
   const conf = checkNumber('conf', opts.conf ?? 0.001, 0, 1);
@@ -308,6 +326,7 @@ export async function val(opts: ValOptions): Promise<ValResult> {
         multiLabel: true,
         agnostic: singleCls,
         maxDet,
+        augment,
         ...(opts.loss
           ? {
               loss: opts.loss,

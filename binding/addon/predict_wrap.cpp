@@ -1,6 +1,8 @@
 // predict, imageInfo and drawDetections: the inference surface.
 #include <napi.h>
 
+#include <algorithm>
+
 #include "addon/convert.h"
 #include "addon/model_wrap.h"
 #include "addon/worker.h"
@@ -74,6 +76,32 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
   opts.nms.agnostic = flag(o, "agnostic");
   opts.nms.max_det = static_cast<int64_t>(num(o, "maxDet", 300));
   if (o.Get("classes").IsArray()) opts.nms.classes = to_shape(o.Get("classes"), "classes");
+  // augment: true → the reference's passes; tta: [{ scale, flip }] → exactly these passes.
+  if (flag(o, "augment")) opts.tta = default_tta();
+  if (o.Get("tta").IsArray()) {
+    auto passes = o.Get("tta").As<Napi::Array>();
+    opts.tta.clear();
+    for (uint32_t i = 0; i < passes.Length(); ++i) {
+      if (!passes.Get(i).IsObject())
+        throw Napi::TypeError::New(env, "tta: each pass is { scale, flip }");
+      auto p = passes.Get(i).As<Napi::Object>();
+      TtaPass pass{num(p, "scale", 1), flag(p, "flip")};
+      if (!(pass.scale > 0 && pass.scale <= 1))
+        throw Napi::RangeError::New(
+            env, "tta: scale must be in (0, 1], got " + std::to_string(pass.scale));
+      opts.tta.push_back(pass);
+    }
+  }
+  // ensemble: further NativeModels run on the same batches (their outputs join before NMS).
+  std::vector<std::shared_ptr<ModelState>> states{state_};
+  if (o.Get("ensemble").IsArray()) {
+    auto others = o.Get("ensemble").As<Napi::Array>();
+    for (uint32_t i = 0; i < others.Length(); ++i) {
+      if (!others.Get(i).IsObject())
+        throw Napi::TypeError::New(env, "ensemble: expected NativeModel objects");
+      states.push_back(ModelWrap::StateOf(others.Get(i).As<Napi::Object>()));
+    }
+  }
   if (o.Get("loss").IsObject()) {
     opts.loss = to_loss_hyp(o.Get("loss").As<Napi::Object>());
     auto labels = o.Get("labels");
@@ -89,14 +117,22 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
       opts.labels.push_back(std::move(list));
     }
   }
-  auto state = state_;
   auto results = std::make_shared<std::vector<PredictResult>>();
   auto timing = std::make_shared<PredictTiming>();
   return TaskWorker::Queue(
       env,
-      [state, inputs, opts, results, timing] {
-        std::lock_guard<std::mutex> lock(state->mutex);
-        *results = predict(*state->model, *inputs, opts, *timing);
+      [states, inputs, opts, results, timing] {
+        // Each distinct model locked once, always in address order, so that two ensembles
+        // sharing models cannot deadlock.
+        std::vector<ModelState*> distinct;
+        for (auto& s : states) distinct.push_back(s.get());
+        std::sort(distinct.begin(), distinct.end());
+        distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+        std::vector<std::unique_lock<std::mutex>> locks;
+        for (auto* s : distinct) locks.emplace_back(s->mutex);
+        std::vector<YoloModelImpl*> models;
+        for (auto& s : states) models.push_back(s->model.get());
+        *results = predict(models, *inputs, opts, *timing);
       },
       [results, timing](Napi::Env env) -> Napi::Value {
         auto out = Napi::Array::New(env, results->size());

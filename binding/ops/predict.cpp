@@ -1,7 +1,9 @@
 #include "ops/predict.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <stdexcept>
 
 namespace yolo5 {
 
@@ -42,6 +44,58 @@ void scale_back(torch::Tensor& det, const Placement& p, int width, int height) {
 
 }  // namespace
 
+std::vector<TtaPass> default_tta() { return {{1.0, false}, {0.83, true}, {0.67, false}}; }
+
+torch::Tensor scale_batch(const torch::Tensor& x, double scale, int64_t gs) {
+  TORCH_CHECK(x.dim() == 4, "scale_batch: x should be (batch, channels, height, width), got ",
+              x.sizes());
+  TORCH_CHECK(scale > 0 && gs > 0, "scale_batch: scale and grid must be positive, got ", scale,
+              " and ", gs);
+  if (scale == 1) return x;
+  const int64_t h = x.size(2), w = x.size(3);
+  const auto sh = static_cast<int64_t>(h * scale), sw = static_cast<int64_t>(w * scale);
+  TORCH_CHECK(sh >= 1 && sw >= 1, "scale_batch: scale ", scale, " leaves no pixels of ", h, "x", w);
+  namespace F = torch::nn::functional;
+  auto y = F::interpolate(x, F::InterpolateFuncOptions()
+                                 .size(std::vector<int64_t>{sh, sw})
+                                 .mode(torch::kBilinear)
+                                 .align_corners(false));
+  // The padded size comes from the unrounded scaled size, as the reference computes it.
+  const auto ph = static_cast<int64_t>(std::ceil(h * scale / gs)) * gs;
+  const auto pw = static_cast<int64_t>(std::ceil(w * scale / gs)) * gs;
+  return torch::constant_pad_nd(y, {0, pw - sw, 0, ph - sh}, 0.447);
+}
+
+torch::Tensor augmented_forward(YoloModelImpl& model, const torch::Tensor& x,
+                                const std::vector<TtaPass>& passes) {
+  if (passes.empty()) return model.forward(x).decoded;
+  const auto& strides = model.detect().stride;
+  const auto gs = static_cast<int64_t>(*std::max_element(strides.begin(), strides.end()));
+  const double width = static_cast<double>(x.size(3));
+  std::vector<torch::Tensor> outs;
+  outs.reserve(passes.size());
+  for (size_t k = 0; k < passes.size(); ++k) {
+    const auto& pass = passes[k];
+    auto fwd = model.forward(scale_batch(pass.flip ? x.flip({3}) : x, pass.scale, gs));
+    auto y = fwd.decoded;
+    if (pass.scale != 1) y.slice(2, 0, 4).div_(pass.scale);
+    if (pass.flip) y.select(2, 0).neg_().add_(width);
+    if (passes.size() >= 2 && (k == 0 || k + 1 == passes.size())) {
+      // Rows run level by level (stride 8 first); count them from the real grids rather than
+      // assuming 4x per level, which only holds when the input is a multiple of the largest stride.
+      const auto rows = [&](size_t l) {
+        const auto& r = fwd.raw[l];
+        return r.size(1) * r.size(2) * r.size(3);
+      };
+      const int64_t total = y.size(1);
+      if (k == 0) y = y.slice(1, 0, total - rows(fwd.raw.size() - 1));  // large objects
+      if (k + 1 == passes.size()) y = y.slice(1, rows(0), total);       // small objects
+    }
+    outs.push_back(y);
+  }
+  return outs.size() == 1 ? outs[0] : torch::cat(outs, 1);
+}
+
 std::string ImageInput::label() const {
   switch (kind) {
     case Kind::Path:
@@ -66,10 +120,26 @@ Image load_input(const ImageInput& input) {
   throw std::invalid_argument("unknown image input");
 }
 
-std::vector<PredictResult> predict(YoloModelImpl& model, const std::vector<ImageInput>& inputs,
+std::vector<PredictResult> predict(const std::vector<YoloModelImpl*>& models,
+                                   const std::vector<ImageInput>& inputs,
                                    const PredictOptions& opts, PredictTiming& timing) {
-  const int stride = static_cast<int>(
-      *std::max_element(model.detect().stride.begin(), model.detect().stride.end()));
+  if (models.empty()) throw std::invalid_argument("predict: no model");
+  YoloModelImpl& model = *models[0];
+  int stride = 0;
+  for (auto* m : models) {
+    const auto& s = m->detect().stride;
+    stride = std::max(stride, static_cast<int>(*std::max_element(s.begin(), s.end())));
+    if (m->detect().nc != model.detect().nc)
+      throw std::invalid_argument("predict: the ensemble's models have " +
+                                  std::to_string(model.detect().nc) + " and " +
+                                  std::to_string(m->detect().nc) + " classes");
+    if (m->detect().anchors.device() != model.detect().anchors.device())
+      throw std::invalid_argument("predict: the ensemble's models are on different devices");
+  }
+  if (opts.loss && (models.size() > 1 || !opts.tta.empty()))
+    throw std::invalid_argument(
+        "predict: the loss is computed for one model without test-time augmentation");
+  const bool plain = models.size() == 1 && opts.tta.empty();
   const auto n = static_cast<int64_t>(inputs.size());
   std::vector<PredictResult> results(inputs.size());
   std::vector<Image> boxed(inputs.size());
@@ -130,7 +200,7 @@ std::vector<PredictResult> predict(YoloModelImpl& model, const std::vector<Image
       if (results[i].ok) batches.push_back({i});
   }
   c10::InferenceMode guard;
-  model.eval();
+  for (auto* m : models) m->eval();
   auto device = model.detect().anchors.device();
   for (auto& batch : batches) {
     if (batch.empty()) continue;
@@ -140,8 +210,16 @@ std::vector<PredictResult> predict(YoloModelImpl& model, const std::vector<Image
     auto x = to_input(images).to(device);
     timing.pre_ms += ms_since(t1);
     auto t2 = Clock::now();
-    auto fwd = model.forward(x);
-    auto out = fwd.decoded;
+    ForwardOutput fwd;
+    torch::Tensor out;
+    if (plain) {
+      fwd = model.forward(x);
+      out = fwd.decoded;
+    } else {
+      std::vector<torch::Tensor> parts;
+      for (auto* m : models) parts.push_back(augmented_forward(*m, x, opts.tta));
+      out = parts.size() == 1 ? parts[0] : torch::cat(parts, 1);
+    }
     if (device.is_cuda()) out = out.to(torch::kCPU);  // NMS runs on the CPU copy
     timing.inference_ms += ms_since(t2);
     if (opts.loss) {

@@ -19,8 +19,20 @@ struct ImageInput {
   std::string label() const;   // for messages
 };
 
+// One test-time augmentation pass: the letterboxed batch resized by `scale` (padded to the grid)
+// and, with `flip`, mirrored left-right first.
+struct TtaPass {
+  double scale = 1;
+  bool flip = false;
+};
+
+// The reference's passes: scale 1; 0.83 flipped; 0.67.
+std::vector<TtaPass> default_tta();
+
 struct PredictOptions {
   int imgsz = 640;
+  // Test-time augmentation (empty: one plain pass). Not with `loss`.
+  std::vector<TtaPass> tta;
   // Val: every image letterboxed to this (height, width) without upscaling, after the long side
   // was resized to imgsz. Detect (unset): each image letterboxed to imgsz, padded to the stride.
   std::optional<std::pair<int, int>> shape;
@@ -47,8 +59,22 @@ struct PredictTiming {
   int loss_batches = 0;
 };
 
-std::vector<PredictResult> predict(YoloModelImpl& model, const std::vector<ImageInput>& inputs,
+// Several models form an ensemble: each one's decoded output on the same batch (with its own TTA
+// passes), rows concatenated, one NMS. They must share nc and a device; the letterbox pads to the
+// largest stride among them. `loss` needs exactly one model.
+std::vector<PredictResult> predict(const std::vector<YoloModelImpl*>& models,
+                                   const std::vector<ImageInput>& inputs,
                                    const PredictOptions& opts, PredictTiming& timing);
+
+// A (bs, c, h, w) batch resized by `scale` (bilinear, half-pixel centres) to (int(h·s), int(w·s)),
+// then padded right and bottom with 0.447 up to ceil(h·s/gs)·gs × ceil(w·s/gs)·gs. Scale 1: as is.
+torch::Tensor scale_batch(const torch::Tensor& x, double scale, int64_t gs);
+
+// The model's decoded eval output (bs, rows, 5 + nc) over the passes, each mapped back into `x`'s
+// pixels (÷ scale, x mirrored for flipped passes) and concatenated. With two or more passes the
+// first drops its largest-stride level's rows and the last its smallest-stride level's rows.
+torch::Tensor augmented_forward(YoloModelImpl& model, const torch::Tensor& x,
+                                const std::vector<TtaPass>& passes);
 
 // Decodes any input kind.
 Image load_input(const ImageInput& input);

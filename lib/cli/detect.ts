@@ -8,7 +8,7 @@ import { makeRunDir } from '../runs';
 import { parseInteger, parseNumber } from './options';
 
 interface DetectCliOptions {
-  weights: string;
+  weights: string[];
   cfg?: string;
   source: string[];
   imgsz: number;
@@ -27,12 +27,16 @@ interface DetectCliOptions {
   project?: string;
   name?: string;
   existOk?: boolean;
+  augment?: boolean;
 }
 
 export function detectCommand(): Command {
   return new Command('detect')
     .description('detect objects in images; writes annotated copies, labels and a JSON summary')
-    .requiredOption('--weights <file>', 'checkpoint (.pt) to run')
+    .requiredOption(
+      '--weights <files...>',
+      'checkpoint (.pt) to run; several form an ensemble (one NMS over all their boxes)',
+    )
     .requiredOption('--source <paths...>', 'image file, folder or glob (several allowed)')
     .option('--cfg <yaml>', 'model yaml, for weights that are a plain state dict')
     .option('--img, --imgsz <n>', 'inference size (pixels)', parseInteger('--img', 32), 640)
@@ -60,10 +64,12 @@ export function detectCommand(): Command {
     .option('--project <dir>', 'runs folder', 'runs/detect')
     .option('--name <name>', 'run name', 'exp')
     .option('--exist-ok', 'reuse an existing run folder')
+    .option('--augment', 'test-time augmentation: scales 1, 0.83 (flipped), 0.67 before one NMS')
     .action(async (o: DetectCliOptions) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
       const { results, speed, model } = await detectImages(o.source, {
         weights: o.weights,
+        augment: o.augment === true,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
         imgsz: o.imgsz,
         conf: o.conf,

@@ -4,7 +4,7 @@ import { val } from '../val';
 import { parseInteger, parseNumber } from './options';
 
 interface ValCliOptions {
-  weights: string;
+  weights: string[];
   cfg?: string;
   data: string;
   imgsz: number;
@@ -21,12 +21,16 @@ interface ValCliOptions {
   project: string;
   name: string;
   existOk?: boolean;
+  augment?: boolean;
 }
 
 export function valCommand(): Command {
   return new Command('val')
     .description('validate a model on a data set: P, R, mAP50, mAP50-95 per class')
-    .requiredOption('--weights <file>', 'checkpoint (.pt) to validate')
+    .requiredOption(
+      '--weights <files...>',
+      'checkpoint (.pt) to validate; several form an ensemble (one NMS over all their boxes)',
+    )
     .requiredOption('--data <yaml>', 'data set yaml (path, train, val, test, names)')
     .option('--cfg <yaml>', 'model yaml, for weights that are a plain state dict')
     .option('--img, --imgsz <n>', 'inference size (pixels)', parseInteger('--img', 32), 640)
@@ -43,6 +47,7 @@ export function valCommand(): Command {
     .option('--project <dir>', 'runs folder', 'runs/val')
     .option('--name <name>', 'run name', 'exp')
     .option('--exist-ok', 'reuse an existing run folder')
+    .option('--augment', 'test-time augmentation: scales 1, 0.83 (flipped), 0.67 before one NMS')
     .action(async (o: ValCliOptions) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
       if (!['val', 'test', 'train'].includes(o.task)) {
@@ -52,6 +57,7 @@ export function valCommand(): Command {
       }
       await val({
         weights: o.weights,
+        augment: o.augment === true,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
         data: o.data,
         imgsz: o.imgsz,
