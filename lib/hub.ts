@@ -311,12 +311,8 @@ function detectOptions(
   call: CallOptions,
   log: (line: string) => void,
 ): DetectOptions {
-  if (checkBoolean('augment', call.augment ?? false)) {
-    throw new Yolo5Error('E_ARG', 'augment is not supported yet (test-time augmentation)', {
-      value: true,
-    });
-  }
   return {
+    augment: checkBoolean('augment', call.augment ?? false),
     model,
     imgsz: checkInteger('size', call.size ?? 640, 1),
     conf: s.conf,

@@ -192,9 +192,21 @@ test('bad settings and inputs are refused with the name and value', async () => 
   );
   assert.equal(model.conf, 0.25);
   assert.equal(model.classes, null);
-  await assert.rejects(model(images[0]!, { augment: true }), {
+  // Test-time augmentation goes through to detect: the same boxes as detectImages with augment.
+  const tta = await model(images[0]!, { size: 256, augment: true });
+  const direct = await detectImages(images[0]!, {
+    model: model.model,
+    imgsz: 256,
+    augment: true,
+    conf: 0.25,
+    iou: 0.45,
+  });
+  assert.deepEqual(
+    tta.xyxy[0],
+    direct.results[0]!.boxes.map((b) => [b.x1, b.y1, b.x2, b.y2, b.confidence, b.class]),
+  );
+  await assert.rejects(model(images[0]!, { augment: 'yes' as unknown as boolean }), {
     code: 'E_ARG',
-    message: /augment is not supported yet/,
   });
   await assert.rejects(model(images[0]!, { size: 0 }), {
     message: 'Expected integer >= 1 for size but received 0',
