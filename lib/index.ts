@@ -9,6 +9,16 @@ export { detect, detectImages } from './detect';
 export { val } from './val';
 export { train, TrainRun } from './train';
 export type { BatchEvent, EpochRecord, TrainOptions, TrainResult } from './train';
+export { evolve, EvolveRun, EVOLVE_META, mutateHyp, selectParent } from './evolve';
+export type {
+  EvolveBatchEvent,
+  EvolveEpochEvent,
+  EvolveGeneration,
+  EvolveKey,
+  EvolveOptions,
+  EvolveResult,
+  EvolveRow,
+} from './evolve';
 export type { Hyp } from './hyp';
 export type { ClassMetrics, ValMetrics, ValOptions, ValResult } from './val';
 export { readDataConfig } from './data';
