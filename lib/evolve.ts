@@ -502,8 +502,11 @@ async function runEvolution(input: EvolveOptions, run: EvolveRun): Promise<Evolv
   if (input.resumeEvolve !== undefined) {
     dir = path.resolve(input.resumeEvolve);
     saved = readSaved(dir);
-    if (input.generations !== undefined)
+    if (input.generations !== undefined && input.generations !== saved.generations) {
+      // The new total is the run's from now on (a later resume without it keeps it).
       saved.generations = checkInteger('generations', input.generations, 1);
+      writeAtomic(path.join(dir, OPT_FILE), yaml.dump(saved));
+    }
     log(`Continuing the evolution in ${dir} (its options from ${OPT_FILE})`);
   } else {
     const generations = checkInteger('generations', input.generations ?? 300, 1);

@@ -3,6 +3,7 @@
  * results.csv. `--evolve [N]` runs hyperparameter evolution (runs/evolve/exp*) with the same flags.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { Yolo5Error } from '../errors';
 import { evolve } from '../evolve';
 import { train, type BatchEvent, type TrainOptions } from '../train';
 import { freezeSpecFromArgs, parseInteger, parseNumber } from './options';
@@ -113,15 +114,18 @@ export function trainCommand(): Command {
     .addOption(
       new Option(
         '--evolve [generations]',
-        'evolve hyperparameters: N generations of one short training each (default 300)',
+        'evolve hyperparameters: N generations of one short training each',
       )
         .argParser(parseInteger('--evolve', 1))
         .preset('300'),
     )
-    .option(
-      '--evolve-parent <mode>',
-      'evolution parent: single (one of the best, by fitness) or weighted (their mean)',
-      'single',
+    .addOption(
+      new Option(
+        '--evolve-parent <mode>',
+        'evolution parent: single (one of the best, by fitness) or weighted (their mean)',
+      )
+        .choices(['single', 'weighted'])
+        .default('single'),
     )
     .option(
       '--resume-evolve <dir>',
@@ -139,14 +143,10 @@ export function trainCommand(): Command {
           `Expected ram for --cache but received ${JSON.stringify(o.cache)} (disk caching is not supported)`,
         );
       }
-      if (!['single', 'weighted'].includes(o.evolveParent)) {
-        throw new InvalidArgumentError(
-          `Expected single or weighted for --evolve-parent but received ${JSON.stringify(o.evolveParent)}`,
-        );
-      }
       const evolving = o.evolve !== undefined || o.resumeEvolve !== undefined;
       if (evolving && o.resume !== undefined) {
-        throw new InvalidArgumentError(
+        throw new Yolo5Error(
+          'E_ARG',
           '--resume does not combine with --evolve: continue an evolution with --resume-evolve DIR',
         );
       }
