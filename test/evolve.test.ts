@@ -284,6 +284,24 @@ describe('evolution runs', () => {
     });
   });
 
+  test('an abort stops before the next generation; the folder resumes', async () => {
+    const controller = new AbortController();
+    const run = evolve(
+      await base({ generations: 3, name: 'abort', noautoanchor: true, signal: controller.signal }),
+    );
+    run.on('generation', () => controller.abort());
+    const r = await run;
+    assert.equal(r.status, 'aborted');
+    assert.equal(r.rows.length, 1);
+    assert.equal(fs.readFileSync(r.csv, 'utf8').trim().split('\n').length, 2);
+    const more = await evolve({ resumeEvolve: r.dir, generations: 2 });
+    assert.equal(more.status, 'completed');
+    assert.deepEqual(
+      more.trained.map((g) => g.generation),
+      [2],
+    );
+  });
+
   test('--freeze composes; --noautoanchor leaves anchors out', async () => {
     const r = await evolve(
       await base({ generations: 2, name: 'frozen', freeze: 10, noautoanchor: true }),
