@@ -162,13 +162,17 @@ export function kmeanAnchors(
   return sortByArea(k);
 }
 
-/** Checks the anchors against the labels and replaces them when k-means does better. */
+/**
+ * Checks the anchors against the labels and replaces them when k-means does better; with `force`
+ * (placeholder anchors from the hyp key `anchors`) the k-means anchors always replace them.
+ */
 export async function checkAnchors(
   model: Model,
   items: Item[],
   imgsz: number,
   anchorT: number,
   log: (line: string) => void,
+  force = false,
 ): Promise<void> {
   const info = model.info();
   const anchorsPx = Float64Array.from(
@@ -181,15 +185,16 @@ export async function checkAnchors(
   const wh = labelSizes(items, imgsz, () => 0.9 + 0.2 * rand());
   const { bpr, aat } = bestPossibleRecall(wh, anchorsPx, anchorT);
   const head = `AutoAnchor: ${aat.toFixed(2)} anchors/target, ${bpr.toFixed(3)} Best Possible Recall (BPR). `;
-  if (bpr > 0.98) {
+  if (force) {
+    log(`AutoAnchor: computing ${anchorsPx.length / 2} anchors from the labels (hyp anchors)`);
+  } else if (bpr > 0.98) {
     log(`${head}Current anchors are a good fit to the data set`);
     return;
-  }
-  log(`${head}Anchors are a poor fit to the data set, computing new ones...`);
+  } else log(`${head}Anchors are a poor fit to the data set, computing new ones...`);
   const na = anchorsPx.length / 2;
   const fresh = kmeanAnchors(labelSizes(items, imgsz), na, imgsz, anchorT);
   const newBpr = bestPossibleRecall(wh, fresh, anchorT).bpr;
-  if (!(newBpr > bpr)) {
+  if (!force && !(newBpr > bpr)) {
     log(`AutoAnchor: the original anchors stay (new BPR ${newBpr.toFixed(3)} is no better)`);
     return;
   }

@@ -388,6 +388,7 @@ export function resolveModel(
           `Detect has ${from.length} inputs but ${Array.isArray(levels) ? levels.length : show(levels)} anchor levels`,
         );
       }
+      args[1] = levels; // an anchor count becomes placeholder anchors for autoanchor to fill
       args.push(from.map(chOf));
       c2 = no;
     } else {

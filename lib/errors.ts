@@ -10,6 +10,7 @@ export type Yolo5ErrorCode =
   | 'E_CHECKPOINT' // a checkpoint file is malformed or unsafe
   | 'E_DATA' // a data yaml or data set is wrong
   | 'E_DATA_LABEL' // a label file row is wrong
+  | 'E_EVOLVE' // an evolve folder (evolve.csv, evolve_opt.yaml) is wrong or already in use
   | 'E_NATIVE' // the native addon failed or could not be loaded
   | 'E_ABORTED'; // the caller aborted
 

@@ -33,10 +33,18 @@ export interface Hyp {
   mosaic: number;
   mixup: number;
   copy_paste: number;
+  /**
+   * Anchors per output level (rounded). Optional: when set, training builds the model with that
+   * many anchors per level and autoanchor computes them from the labels (evolution sets it).
+   */
+  anchors?: number;
 }
 
+/** The keys every hyp has (`anchors` is optional). */
+export type HypKey = Exclude<keyof Hyp, 'anchors'>;
+
 /** Allowed range of each key: [min, max]. */
-export const HYP_RANGES: Readonly<Record<keyof Hyp, [number, number]>> = {
+export const HYP_RANGES: Readonly<Record<HypKey, [number, number]>> = {
   lr0: [1e-6, 1],
   lrf: [1e-4, 1],
   momentum: [0, 0.999],
@@ -67,7 +75,15 @@ export const HYP_RANGES: Readonly<Record<keyof Hyp, [number, number]>> = {
   copy_paste: [0, 0],
 };
 
-export const HYP_KEYS = Object.keys(HYP_RANGES) as (keyof Hyp)[];
+export const HYP_KEYS = Object.keys(HYP_RANGES) as HypKey[];
+
+/** Allowed range of the optional `anchors` key (anchors per level, rounded when used). */
+export const ANCHORS_RANGE: readonly [number, number] = [1, 10];
+
+export interface ReadHypOptions {
+  /** Every key must be given (hyperparameter evolution mutates them all): missing keys throw. */
+  complete?: boolean;
+}
 
 export function defaultHypPath(): string {
   return path.join(modelsDir(), 'hyps', 'hyp.scratch-low.yaml');
@@ -80,6 +96,7 @@ export function defaultHypPath(): string {
 export function readHyp(
   source: string | Partial<Hyp> | undefined,
   log: (line: string) => void = () => {},
+  options: ReadHypOptions = {},
 ): Hyp {
   const defaults = readYamlFile(defaultHypPath()) as Hyp;
   if (source === undefined) return { ...defaults };
@@ -91,12 +108,12 @@ export function readHyp(
   const out: Hyp = { ...defaults };
   const given = raw as Record<string, unknown>;
   for (const [k, v] of Object.entries(given)) {
-    if (!(k in HYP_RANGES)) {
+    if (!(k in HYP_RANGES) && k !== 'anchors') {
       if (k !== 'label_smoothing')
         log(`WARNING: ${file}: unknown hyperparameter ${show(k)} ignored`);
       continue;
     }
-    const [min, max] = HYP_RANGES[k as keyof Hyp];
+    const [min, max] = k === 'anchors' ? ANCHORS_RANGE : HYP_RANGES[k as HypKey];
     if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
       throw new Yolo5Error(
         'E_ARG',
@@ -110,6 +127,13 @@ export function readHyp(
     out[k as keyof Hyp] = v;
   }
   const missing = HYP_KEYS.filter((k) => !(k in given));
+  if (missing.length > 0 && options.complete) {
+    throw new Yolo5Error(
+      'E_ARG',
+      `${file}: missing hyperparameter${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (hyperparameter evolution needs every key; see ${defaultHypPath()})`,
+      { file, value: missing },
+    );
+  }
   if (missing.length > 0 && typeof source === 'string') {
     log(`WARNING: ${file}: missing ${missing.join(', ')}; using the scratch-low defaults for them`);
   }

@@ -22,6 +22,16 @@ export type {
 export type { PruneLayer, PruneResult } from './prune';
 export { train, TrainRun } from './train';
 export type { BatchEvent, EpochRecord, TrainOptions, TrainResult } from './train';
+export { evolve, EvolveRun, EVOLVE_META, mutateHyp, selectParent } from './evolve';
+export type {
+  EvolveBatchEvent,
+  EvolveEpochEvent,
+  EvolveGeneration,
+  EvolveKey,
+  EvolveOptions,
+  EvolveResult,
+  EvolveRow,
+} from './evolve';
 export type { Hyp } from './hyp';
 export type { ClassMetrics, ValMetrics, ValOptions, ValResult } from './val';
 export { exportModel, EXPORT_FORMATS } from './export';

@@ -42,6 +42,12 @@ export interface LoadModelOptions {
   weights?: string;
   /** Class names (default: the checkpoint's, else "0", "1", …). */
   names?: string[];
+  /**
+   * Anchors per level: replaces the config's anchors with that many placeholders (the hyp key
+   * `anchors`; autoanchor then computes them). The weights' anchors are not transferred, and the
+   * head transfers only where its shape still fits.
+   */
+  anchors?: number;
   /** Receives informational lines (default: none). */
   log?: (line: string) => void;
 }
@@ -160,6 +166,17 @@ export class Model {
     } else {
       throw new Yolo5Error('E_ARG', 'loadModel needs cfg (a model yaml) or weights (a checkpoint)');
     }
+    if (opts.anchors !== undefined) {
+      const na = Math.round(opts.anchors);
+      if (!Number.isFinite(opts.anchors) || na < 1) {
+        throw new Yolo5Error(
+          'E_ARG',
+          `Expected number >= 1 for anchors but received ${show(opts.anchors)}`,
+          { value: opts.anchors },
+        );
+      }
+      config = { ...config, anchors: na };
+    }
     const nc = opts.nc ?? (opts.cfg === undefined ? weights?.nc : undefined) ?? config.nc;
     if (nc !== config.nc) log(`Overriding model yaml nc=${config.nc} with nc=${nc}`);
     const resolved = resolveModel(config, source, {
@@ -182,11 +199,14 @@ export class Model {
 
     let transfer: TransferReport | undefined;
     if (weights !== undefined) {
-      const strict = opts.cfg === undefined && nc === (weights.nc ?? nc);
+      const strict =
+        opts.cfg === undefined && opts.anchors === undefined && nc === (weights.nc ?? nc);
+      const anchorsName = `model.${config.backbone.length + config.head.length - 1}.anchors`;
+      const tensors = weights.tensors.filter(
+        (t) => opts.anchors === undefined || t.name !== anchorsName,
+      );
       const report = await nativeCall(`loading ${weights.file}`, () =>
-        handle.loadState(
-          weights!.tensors.map((t) => ({ name: t.name, shape: t.shape, data: t.data })),
-        ),
+        handle.loadState(tensors.map((t) => ({ name: t.name, shape: t.shape, data: t.data }))),
       );
       const total = handle.stateEntries().length;
       transfer = { file: weights.file, transferred: report.loaded, total, ...report };

@@ -54,6 +54,11 @@ export interface TrainOptions {
   nosave?: boolean;
   /** Only validate after the final epoch. */
   noval?: boolean;
+  /**
+   * Write no checkpoints at all and skip the final validation of best.pt; the result's metrics
+   * are those of the last epoch's EMA (hyperparameter evolution only needs those).
+   */
+  noweights?: boolean;
   noautoanchor?: boolean;
   /** Keep decoded, resized images in memory. */
   cache?: boolean;
@@ -333,6 +338,15 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
     });
   }
   const hyp = readHyp(opts.hyp, log);
+  // The hyp key `anchors` rebuilds the head with that many anchors per level, left to autoanchor.
+  const hypAnchors = resumeFile ? undefined : hyp.anchors;
+  if (hypAnchors !== undefined && opts.noautoanchor) {
+    throw new Yolo5Error(
+      'E_ARG',
+      `The hyp sets anchors: ${hypAnchors}, which autoanchor computes: drop noautoanchor or the anchors key`,
+      { value: hypAnchors },
+    );
+  }
 
   // --- data -----------------------------------------------------------------------------------
   // The generator loads only when the built-in data set is used.
@@ -369,6 +383,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
         : {}),
     nc,
     names,
+    ...(hypAnchors !== undefined ? { anchors: hypAnchors } : {}),
     log,
   });
   const stride = Math.max(...model.info().stride);
@@ -395,7 +410,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
         existOk: opts.existOk === true,
       });
   const weightsDir = path.join(saveDir, 'weights');
-  fs.mkdirSync(weightsDir, { recursive: true });
+  if (!opts.noweights) fs.mkdirSync(weightsDir, { recursive: true });
   const lastPath = path.join(weightsDir, 'last.pt');
   const bestPath = path.join(weightsDir, 'best.pt');
   const savedOpts = {
@@ -422,7 +437,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
   const trainItems = await loadSplit(data, 'train', log, singleCls);
   const valItems = await loadSplit(data, 'val', log, singleCls);
   if (!opts.noautoanchor && !resumeFile) {
-    await checkAnchors(model, trainItems, imgsz, hyp.anchor_t, log);
+    await checkAnchors(model, trainItems, imgsz, hyp.anchor_t, log, hypAnchors !== undefined);
   }
   const nl = info.stride.length;
   // Loss gains scaled for the number of levels, classes and the image size, as the reference does.
@@ -557,6 +572,10 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
       }
       if (stats.aborted) {
         status = 'aborted';
+        if (opts.noweights) {
+          log(`Aborted during epoch ${epoch}`);
+          break;
+        }
         await writeCheckpointAsync(lastPath, await checkpointData(epoch - 1, true));
         log(`Aborted during epoch ${epoch}; saved ${lastPath} (resumes at epoch ${epoch})`);
         lastSaved = true;
@@ -597,8 +616,8 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
       if (improved) {
         bestFitness = metrics.fitness;
         sinceBest = 0;
-      } else sinceBest++;
-      if (!opts.nosave || final) {
+      } else if (r) sinceBest++; // epochs without validation (noval) do not count for patience
+      if (!opts.noweights && (!opts.nosave || final)) {
         await writeCheckpointAsync(lastPath, await checkpointData(epoch, true));
         if (improved) {
           // best.pt is this same file: copy it (atomically) instead of serialising twice.
@@ -647,7 +666,9 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
 
   // --- finish: strip optimizers, EMA weights as the model, half precision ------------------------
   let finalVal: ValResult | undefined;
-  if (status !== 'aborted' && status !== 'non-finite-loss') {
+  if (opts.noweights) {
+    // Nothing was written.
+  } else if (status !== 'aborted' && status !== 'non-finite-loss') {
     for (const f of [lastPath, bestPath]) {
       if (!fs.existsSync(f)) continue;
       const ck = await loadCheckpoint(f);

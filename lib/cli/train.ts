@@ -1,5 +1,10 @@
-/** `yolo5 train`: the reference's flags; progress per epoch; runs/train/exp* with weights and results.csv. */
-import { Command, InvalidArgumentError } from 'commander';
+/**
+ * `yolo5 train`: the reference's flags; progress per epoch; runs/train/exp* with weights and
+ * results.csv. `--evolve [N]` runs hyperparameter evolution (runs/evolve/exp*) with the same flags.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { Yolo5Error } from '../errors';
+import { evolve } from '../evolve';
 import { train, type BatchEvent, type TrainOptions } from '../train';
 import { freezeSpecFromArgs, parseInteger, parseNumber } from './options';
 
@@ -29,10 +34,13 @@ interface TrainCliOptions {
   seed: number;
   singleCls?: boolean;
   closeMosaic: number;
-  project: string;
-  name: string;
+  project?: string;
+  name?: string;
   existOk?: boolean;
   threads?: number;
+  evolve?: number;
+  evolveParent: string;
+  resumeEvolve?: string;
 }
 
 function bar(done: number, total: number, width = 20): string {
@@ -100,9 +108,29 @@ export function trainCommand(): Command {
       0,
     )
     .option('--threads <n>', 'LibTorch threads (default: all cores)', parseInteger('--threads', 1))
-    .option('--project <dir>', 'runs folder', 'runs/train')
-    .option('--name <name>', 'run name', 'exp')
+    .option('--project <dir>', 'runs folder (default runs/train; runs/evolve with --evolve)')
+    .option('--name <name>', 'run name (default exp)')
     .option('--exist-ok', 'reuse an existing run folder')
+    .addOption(
+      new Option(
+        '--evolve [generations]',
+        'evolve hyperparameters: N generations of one short training each',
+      )
+        .argParser(parseInteger('--evolve', 1))
+        .preset('300'),
+    )
+    .addOption(
+      new Option(
+        '--evolve-parent <mode>',
+        'evolution parent: single (one of the best, by fitness) or weighted (their mean)',
+      )
+        .choices(['single', 'weighted'])
+        .default('single'),
+    )
+    .option(
+      '--resume-evolve <dir>',
+      'continue the evolution in this folder (with --evolve N: up to N generations in total)',
+    )
     .action(async (o: TrainCliOptions) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
       if (!['SGD', 'Adam', 'AdamW'].includes(o.optimizer)) {
@@ -113,6 +141,13 @@ export function trainCommand(): Command {
       if (o.cache !== undefined && o.cache !== true && o.cache !== 'ram') {
         throw new InvalidArgumentError(
           `Expected ram for --cache but received ${JSON.stringify(o.cache)} (disk caching is not supported)`,
+        );
+      }
+      const evolving = o.evolve !== undefined || o.resumeEvolve !== undefined;
+      if (evolving && o.resume !== undefined) {
+        throw new Yolo5Error(
+          'E_ARG',
+          '--resume does not combine with --evolve: continue an evolution with --resume-evolve DIR',
         );
       }
       const freeze = freezeSpecFromArgs(o.freeze);
@@ -143,8 +178,8 @@ export function trainCommand(): Command {
         seed: o.seed,
         singleCls: o.singleCls === true,
         closeMosaic: o.closeMosaic,
-        project: o.project,
-        name: o.name,
+        ...(o.project !== undefined ? { project: o.project } : {}),
+        ...(o.name !== undefined ? { name: o.name } : {}),
         existOk: o.existOk === true,
         log: out,
       };
@@ -165,8 +200,7 @@ export function trainCommand(): Command {
             11,
           )}${String(p.instances).padStart(11)}${String(p.size).padStart(11)}: ${bar(p.batch + 1, p.batches)} ${p.batch + 1}/${p.batches} ` +
         `[${p.seconds.toFixed(0)}s, ${((p.batch + 1) / Math.max(p.seconds, 1e-9)).toFixed(2)}it/s]`;
-      const run = train(opts);
-      run.on('batch', (p: BatchEvent) => {
+      const onBatch = (p: BatchEvent) => {
         if (!header) {
           out(
             ['Epoch', 'mem', 'box_loss', 'obj_loss', 'cls_loss', 'Instances', 'Size']
@@ -178,7 +212,24 @@ export function trainCommand(): Command {
         if (tty) process.stdout.write(`\r${line(p)}`);
         else if (p.batch === p.batches - 1) out(line(p));
         if (tty && p.batch === p.batches - 1) process.stdout.write('\n');
-      });
+      };
+      if (evolving) {
+        const run = evolve({
+          ...opts,
+          ...(o.evolve !== undefined ? { generations: o.evolve } : {}),
+          parent: o.evolveParent as 'single',
+          ...(o.resumeEvolve !== undefined ? { resumeEvolve: o.resumeEvolve } : {}),
+        });
+        run.on('batch', onBatch);
+        run.on('generation', () => {
+          header = false;
+        });
+        await run;
+        process.removeListener('SIGINT', onSigint);
+        return;
+      }
+      const run = train(opts);
+      run.on('batch', onBatch);
       const result = await run;
       process.removeListener('SIGINT', onSigint);
       out(
