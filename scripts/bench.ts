@@ -4,7 +4,12 @@
  * and the data loader's images/s per worker. Every configuration runs in its own process (peak
  * memory is per process); ratios are against --freeze 0 of the same run.
  *
+ * Each configuration also gets detect latency (batch 1) with and without Conv+BN fusion, and the
+ * per-phase step times (loader wait, forward + loss, backward, optimizer).
+ *
  *   node dist-test/scripts/bench.js [--cfg yolov5n] [--img 256] [--batch 16] [--steps 12] [--out bench/results-cpu.json]
+ *   node dist-test/scripts/bench.js --matrix   # yolov5n/s × 320/640 × batch 8/16 → bench/results-cpu-matrix.json
+ *   options: --freezes 0,10,24  --channels-last 1|0  --detect-runs 5 (0: no detect latency)
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -136,47 +141,108 @@ async function child(): Promise<void> {
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
+interface DetectLatency {
+  unfusedMs: number;
+  fusedMs: number;
+  ratio: number;
+}
+
+interface ConfigResult {
+  cfg: string;
+  imgsz: number;
+  batch: number;
+  /** GFLOP of one --freeze 0 step: about 3 forward passes (forward, backward for inputs, weights). */
+  stepGflop: number;
+  rows: ChildResult[];
+  detect?: DetectLatency;
+}
+
+/** --freeze 0/10/24 training steps of one configuration, each in its own process. */
+function runTraining(
+  cfg: string,
+  imgsz: number,
+  batch: number,
+  steps: number,
+  freezes: number[],
+): ConfigResult {
+  const rows: ChildResult[] = [];
+  for (const freeze of freezes) {
+    const args = ['--child', '--cfg', cfg, '--img', String(imgsz), '--batch', String(batch)];
+    args.push('--steps', String(steps), '--freeze', String(freeze));
+    args.push('--channels-last', arg('channels-last', '1'));
+    const r = spawnSync(process.execPath, [__filename, ...args], { encoding: 'utf8' });
+    if (r.status !== 0) {
+      throw new Error(
+        `bench child (${cfg} ${imgsz} b${batch} freeze ${freeze}) failed:\n${r.stderr}`,
+      );
+    }
+    rows.push(JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult);
+  }
+  const stepGflop = 3 * rows[0]!.gflops640 * (imgsz / 640) ** 2 * batch;
+  return { cfg, imgsz, batch, stepGflop, rows };
+}
+
+/** Detect latency (batch 1) with and without Conv+BN fusion, from scripts/bench-detect. */
+function runDetect(cfg: string, imgsz: number, runs: number): DetectLatency {
+  const tmp = path.join(os.tmpdir(), `yolo5-bench-detect-${process.pid}.json`);
+  const script = path.join(__dirname, 'bench-detect.js');
+  const args = [script, '--cfg', cfg, '--img', String(imgsz), '--runs', String(runs)];
+  const r = spawnSync(process.execPath, [...args, '--out', tmp], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`bench-detect (${cfg} ${imgsz}) failed:\n${r.stderr}`);
+  const j = JSON.parse(fs.readFileSync(tmp, 'utf8')) as { rows: { msPerImage: number }[] };
+  fs.rmSync(tmp, { force: true });
+  const [unfused, fused] = [j.rows[0]!.msPerImage, j.rows[1]!.msPerImage];
+  return { unfusedMs: unfused, fusedMs: fused, ratio: fused / unfused };
+}
+
+function printConfig(c: ConfigResult, matmul: number, threads: number): void {
+  const base = c.rows[0]!;
+  console.log(`\n### ${c.cfg} at ${c.imgsz} px, batch ${c.batch} (${threads} threads)\n`);
+  console.log(
+    '| freeze | trainable params | ms/step | CPU ms/step | images/s | step ratio | peak RSS MB | RSS ratio | achieved GFLOP/s | of matmul |',
+  );
+  console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of c.rows) {
+    const achieved = r.freeze === 0 ? c.stepGflop / (r.msPerStep / 1000) : NaN;
+    const a = Number.isNaN(achieved);
+    console.log(
+      `| ${r.freeze} | ${r.trainable.toLocaleString('en-US')} | ${r.msPerStep.toFixed(0)} | ${r.cpuMsPerStep.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${(r.msPerStep / base.msPerStep).toFixed(2)} | ${r.peakRssMB.toFixed(0)} | ${(r.peakRssMB / base.peakRssMB).toFixed(2)} | ${a ? '-' : achieved.toFixed(1)} | ${a ? '-' : `${((100 * achieved) / matmul).toFixed(0)}%`} |`,
+    );
+  }
+  console.log('');
+  console.log('| freeze | data wait ms | forward+loss ms | backward ms | optimizer+EMA ms |');
+  console.log('| ---: | ---: | ---: | ---: | ---: |');
+  for (const r of c.rows) {
+    const p = r.phasesMs;
+    console.log(
+      `| ${r.freeze} | ${p.data.toFixed(1)} | ${p.forward.toFixed(1)} | ${p.backward.toFixed(1)} | ${p.optimizer.toFixed(1)} |`,
+    );
+  }
+  if (base.loaderImagesPerSecondPerWorker !== undefined) {
+    const step = base.imagesPerSecond;
+    console.log(
+      `\nloader: ${base.loaderImagesPerSecondPerWorker.toFixed(1)} images/s per worker (mosaic, ${c.imgsz} px) vs ${step.toFixed(1)} images/s consumed by the --freeze 0 step`,
+    );
+  }
+  if (c.detect) {
+    const d = c.detect;
+    console.log(
+      `detect (batch 1, 640x480 input): ${d.unfusedMs.toFixed(1)} ms/image unfused, ${d.fusedMs.toFixed(1)} ms fused (${d.ratio.toFixed(2)}x)`,
+    );
+  }
+}
+
 async function main(): Promise<void> {
-  const cfg = arg('cfg', 'yolov5n');
-  const imgsz = Number(arg('img', '256'));
-  const batch = Number(arg('batch', '16'));
-  const steps = arg('steps', '12');
-  const out = arg('out', path.join('bench', 'results-cpu.json'));
+  const matrix = process.argv.includes('--matrix');
+  const out = arg(
+    'out',
+    path.join('bench', matrix ? 'results-cpu-matrix.json' : 'results-cpu.json'),
+  );
+  const freezes = arg('freezes', '0,10,24').split(',').map(Number);
+  const detectRuns = Number(arg('detect-runs', '5'));
   await ensureSyntheticDataset();
   const addon = native();
   const matmul = Math.max(addon.matmulGflops(1024, 10), addon.matmulGflops(2048, 3));
-  const rows: ChildResult[] = [];
-  const freezes = arg('freezes', '0,10,24').split(',').map(Number);
-  for (const freeze of freezes) {
-    const r = spawnSync(
-      process.execPath,
-      [
-        __filename,
-        '--child',
-        '--cfg',
-        cfg,
-        '--img',
-        String(imgsz),
-        '--batch',
-        String(batch),
-        '--steps',
-        steps,
-        '--freeze',
-        String(freeze),
-        '--channels-last',
-        arg('channels-last', '1'),
-      ],
-      {
-        encoding: 'utf8',
-        env: process.env,
-      },
-    );
-    if (r.status !== 0) throw new Error(`bench child (freeze ${freeze}) failed:\n${r.stderr}`);
-    rows.push(JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult);
-  }
-  const base = rows[0]!;
-  // A training step costs about 3 forward passes (forward, and backward for inputs and weights).
-  const stepGflop = 3 * base.gflops640 * (imgsz / 640) ** 2 * batch;
   const machine = {
     cpu: os.cpus()[0]?.model ?? 'unknown',
     cores: os.availableParallelism(),
@@ -186,38 +252,47 @@ async function main(): Promise<void> {
     threads: addon.getThreads(),
     cuda: addon.cudaInfo(),
     matmulGflops: matmul,
+    loadAverageAtStart: os.loadavg(),
   };
   console.log(
-    `training step benchmark: ${cfg} at ${imgsz} px, batch ${batch}, ${machine.threads} threads, ${machine.cpu} (${machine.cores} cores)`,
+    `training step benchmark: ${machine.threads} threads, ${machine.cpu} (${machine.cores} cores); matmul ${matmul.toFixed(1)} GFLOP/s; load average ${machine.loadAverageAtStart.map((l) => l.toFixed(1)).join(' ')}`,
   );
-  console.log(
-    `matmul: ${matmul.toFixed(1)} GFLOP/s; loader: ${base.loaderImagesPerSecondPerWorker?.toFixed(1)} images/s per worker (mosaic)`,
-  );
-  console.log(
-    '| freeze | trainable params | ms/step | images/s | step ratio | peak RSS MB | RSS ratio | achieved GFLOP/s | of matmul |',
-  );
-  console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-  for (const r of rows) {
-    const achieved = r.freeze === 0 ? stepGflop / (r.msPerStep / 1000) : NaN;
-    console.log(
-      `| ${r.freeze} | ${r.trainable.toLocaleString('en-US')} | ${r.msPerStep.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${(r.msPerStep / base.msPerStep).toFixed(2)} | ${r.peakRssMB.toFixed(0)} | ${(r.peakRssMB / base.peakRssMB).toFixed(2)} | ${Number.isNaN(achieved) ? '-' : achieved.toFixed(1)} | ${Number.isNaN(achieved) ? '-' : `${((100 * achieved) / matmul).toFixed(0)}%`} |`,
-    );
+  const plan: { cfg: string; imgsz: number; batch: number; steps: number }[] = [];
+  if (matrix) {
+    // The issue's matrix; fewer measured steps where one step takes seconds.
+    for (const cfg of ['yolov5n', 'yolov5s'])
+      for (const imgsz of [320, 640])
+        for (const batch of [8, 16]) {
+          const heavy = (cfg === 'yolov5s' ? 4 : 1) * (imgsz / 320) ** 2 * (batch / 8);
+          plan.push({ cfg, imgsz, batch, steps: heavy >= 8 ? 4 : heavy >= 4 ? 6 : 10 });
+        }
+  } else {
+    plan.push({
+      cfg: arg('cfg', 'yolov5n'),
+      imgsz: Number(arg('img', '256')),
+      batch: Number(arg('batch', '16')),
+      steps: Number(arg('steps', '12')),
+    });
   }
-  console.log('');
-  console.log('| freeze | data wait ms | forward+loss ms | backward ms | optimizer+EMA ms |');
-  console.log('| ---: | ---: | ---: | ---: | ---: |');
-  for (const r of rows) {
-    const p = r.phasesMs;
-    console.log(
-      `| ${r.freeze} | ${p.data.toFixed(1)} | ${p.forward.toFixed(1)} | ${p.backward.toFixed(1)} | ${p.optimizer.toFixed(1)} |`,
-    );
+  const configs: ConfigResult[] = [];
+  const detected = new Map<string, DetectLatency>();
+  for (const p of plan) {
+    const c = runTraining(p.cfg, p.imgsz, p.batch, p.steps, freezes);
+    if (detectRuns > 0) {
+      const key = `${p.cfg}@${p.imgsz}`;
+      if (!detected.has(key)) detected.set(key, runDetect(p.cfg, p.imgsz, detectRuns));
+      c.detect = detected.get(key)!;
+    }
+    printConfig(c, matmul, machine.threads);
+    configs.push(c);
   }
+  const loadAverageAtEnd = os.loadavg();
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(
-    out,
-    `${JSON.stringify({ date: new Date().toISOString(), cfg, imgsz, batch, machine, stepGflop, rows }, null, 2)}\n`,
-  );
-  console.log(`written ${out}`);
+  const result = matrix
+    ? { date: new Date().toISOString(), machine, loadAverageAtEnd, configs }
+    : { date: new Date().toISOString(), machine, loadAverageAtEnd, ...configs[0]! };
+  fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`\nwritten ${out}`);
 }
 
 (process.argv.includes('--child') ? child() : main()).catch((e: unknown) => {
