@@ -12,6 +12,9 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "addon/convert.h"
 #include "addon/model_wrap.h"
@@ -35,7 +38,13 @@ Napi::Value GetThreads(const Napi::CallbackInfo& info) {
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   if (info.Length() != 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1)
     throw Napi::TypeError::New(info.Env(), "setThreads(n): n must be an integer >= 1");
-  at::set_num_threads(info[0].As<Napi::Number>().Int32Value());
+  const int n = info[0].As<Napi::Number>().Int32Value();
+  at::set_num_threads(n);
+#ifdef _OPENMP
+  // The addon's own at::parallel_for regions run on the OpenMP runtime it links, which is not
+  // always LibTorch's (a Python torch bundles its own libgomp).
+  omp_set_num_threads(n);
+#endif
   return info.Env().Undefined();
 }
 
