@@ -11,6 +11,11 @@ double uniform(Rng& rng, double a, double b) {
 
 namespace {
 
+// std::nearbyint (ties to even) for |v| < 2^22, without the libm call: adding 1.5·2^23 (2^52 for
+// double) leaves no fraction bits, so the addition itself rounds.
+inline float round_even(float v) { return (v + 12582912.f) - 12582912.f; }
+inline double round_even(double v) { return (v + 6755399441055744.0) - 6755399441055744.0; }
+
 using Mat3 = std::array<double, 9>;
 
 Mat3 identity() { return {1, 0, 0, 0, 1, 0, 0, 0, 1}; }
@@ -44,6 +49,10 @@ Image warp(const Image& src, const Mat3& m, int width, int height) {
   out.pixels.assign(static_cast<size_t>(width) * height * 3, 114);
   if (!invert(m, inv)) return out;
   const bool affine = inv[6] == 0 && inv[7] == 0 && inv[8] == 1;
+  const size_t stride = static_cast<size_t>(src.width) * 3;
+  auto round_px = [](float v) {
+    return static_cast<uint8_t>(std::clamp(round_even(v), 0.f, 255.f));
+  };
   for (int y = 0; y < height; ++y) {
     uint8_t* row = out.at(0, y);
     for (int x = 0; x < width; ++x) {
@@ -58,6 +67,18 @@ Image warp(const Image& src, const Mat3& m, int width, int height) {
       int x0 = static_cast<int>(std::floor(sx)), y0 = static_cast<int>(std::floor(sy));
       if (x0 < -1 || y0 < -1 || x0 >= src.width || y0 >= src.height) continue;
       float fx = static_cast<float>(sx - x0), fy = static_cast<float>(sy - y0);
+      uint8_t* o = row + x * 3;
+      if (x0 >= 0 && y0 >= 0 && x0 + 1 < src.width && y0 + 1 < src.height) {
+        // All four taps inside (nearly every pixel): no per-tap bounds checks.
+        const uint8_t* p = src.at(x0, y0);
+        const uint8_t* q = p + stride;
+        for (int c = 0; c < 3; ++c) {
+          float v =
+              (1 - fy) * ((1 - fx) * p[c] + fx * p[c + 3]) + fy * ((1 - fx) * q[c] + fx * q[c + 3]);
+          o[c] = round_px(v);
+        }
+        continue;
+      }
       for (int c = 0; c < 3; ++c) {
         auto px = [&](int xx, int yy) -> float {
           return (xx < 0 || yy < 0 || xx >= src.width || yy >= src.height) ? 114.f
@@ -65,7 +86,7 @@ Image warp(const Image& src, const Mat3& m, int width, int height) {
         };
         float v = (1 - fy) * ((1 - fx) * px(x0, y0) + fx * px(x0 + 1, y0)) +
                   fy * ((1 - fx) * px(x0, y0 + 1) + fx * px(x0 + 1, y0 + 1));
-        row[x * 3 + c] = static_cast<uint8_t>(std::clamp(std::nearbyint(v), 0.f, 255.f));
+        o[c] = round_px(v);
       }
     }
   }
@@ -137,12 +158,36 @@ void random_perspective(Image& img, std::vector<Box>& boxes, const AugmentHyp& h
 
 namespace {
 
+// Per-byte constants of the conversions, computed once with exactly the arithmetic they replace
+// (so the pixels are the same as computing them per pixel, just without divisions and fmod).
+struct HsvTables {
+  uint8_t sat[256][256];  // [v][v − min]: round(255·diff/v)
+  double s_unit[256];     // s / 255
+  double x_factor[256];   // 1 − |fmod(h·2/60 mod 6, 2) − 1|
+  uint8_t sector[256];    // floor(h·2/60 mod 6)
+  HsvTables() {
+    for (int v = 0; v < 256; ++v)
+      for (int d = 0; d < 256; ++d)
+        sat[v][d] = v == 0 || d > v ? 0 : static_cast<uint8_t>(std::nearbyint(255.0 * d / v));
+    for (int s = 0; s < 256; ++s) s_unit[s] = s / 255.0;
+    for (int h = 0; h < 256; ++h) {
+      double hp = std::fmod(h * 2.0 / 60.0, 6.0);
+      x_factor[h] = 1 - std::abs(std::fmod(hp, 2.0) - 1);
+      sector[h] = static_cast<uint8_t>(hp);
+    }
+  }
+};
+
+const HsvTables& hsv_tables() {
+  static const HsvTables t;
+  return t;
+}
+
 // OpenCV's 8-bit RGB→HSV: V = max, S = 255·(V − min)/V, H in degrees / 2.
-void rgb_to_hsv(const uint8_t* p, uint8_t* hsv) {
+void rgb_to_hsv(const HsvTables& t, const uint8_t* p, uint8_t* hsv) {
   int r = p[0], g = p[1], b = p[2];
   int v = std::max({r, g, b}), mn = std::min({r, g, b});
   int diff = v - mn;
-  int s = v == 0 ? 0 : static_cast<int>(std::nearbyint(255.0 * diff / v));
   double hue = 0;
   if (diff != 0) {
     if (v == r)
@@ -153,20 +198,19 @@ void rgb_to_hsv(const uint8_t* p, uint8_t* hsv) {
       hue = 240.0 + 60.0 * (r - g) / diff;
     if (hue < 0) hue += 360;
   }
-  int h = static_cast<int>(std::nearbyint(hue / 2));
+  int h = static_cast<int>(round_even(hue / 2));
   if (h >= 180) h -= 180;
   hsv[0] = static_cast<uint8_t>(h);
-  hsv[1] = static_cast<uint8_t>(s);
+  hsv[1] = t.sat[v][diff];
   hsv[2] = static_cast<uint8_t>(v);
 }
 
-void hsv_to_rgb(const uint8_t* hsv, uint8_t* p) {
-  double h = hsv[0] * 2.0, s = hsv[1] / 255.0, v = hsv[2];
-  double c = v * s;
-  double hp = std::fmod(h / 60.0, 6.0);
-  double x = c * (1 - std::abs(std::fmod(hp, 2.0) - 1));
+void hsv_to_rgb(const HsvTables& t, const uint8_t* hsv, uint8_t* p) {
+  double v = hsv[2];
+  double c = v * t.s_unit[hsv[1]];
+  double x = c * t.x_factor[hsv[0]];
   double r = 0, g = 0, b = 0;
-  switch (static_cast<int>(hp)) {
+  switch (t.sector[hsv[0]]) {
     case 0:
       r = c, g = x;
       break;
@@ -187,9 +231,9 @@ void hsv_to_rgb(const uint8_t* hsv, uint8_t* p) {
       break;
   }
   double m = v - c;
-  p[0] = static_cast<uint8_t>(std::clamp(std::nearbyint(r + m), 0.0, 255.0));
-  p[1] = static_cast<uint8_t>(std::clamp(std::nearbyint(g + m), 0.0, 255.0));
-  p[2] = static_cast<uint8_t>(std::clamp(std::nearbyint(b + m), 0.0, 255.0));
+  p[0] = static_cast<uint8_t>(std::clamp(round_even(r + m), 0.0, 255.0));
+  p[1] = static_cast<uint8_t>(std::clamp(round_even(g + m), 0.0, 255.0));
+  p[2] = static_cast<uint8_t>(std::clamp(round_even(b + m), 0.0, 255.0));
 }
 
 }  // namespace
@@ -204,15 +248,16 @@ void augment_hsv(Image& img, const AugmentHyp& h, Rng& rng) {
     lut_s[x] = static_cast<uint8_t>(std::clamp(x * gs, 0.0, 255.0));
     lut_v[x] = static_cast<uint8_t>(std::clamp(x * gv, 0.0, 255.0));
   }
+  const auto& t = hsv_tables();
   const size_t n = static_cast<size_t>(img.width) * img.height;
   uint8_t* px = img.pixels.data();
   for (size_t i = 0; i < n; ++i, px += 3) {
     uint8_t hsv[3];
-    rgb_to_hsv(px, hsv);
+    rgb_to_hsv(t, px, hsv);
     hsv[0] = lut_h[hsv[0]];
     hsv[1] = lut_s[hsv[1]];
     hsv[2] = lut_v[hsv[2]];
-    hsv_to_rgb(hsv, px);
+    hsv_to_rgb(t, hsv, px);
   }
 }
 
