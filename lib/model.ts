@@ -356,7 +356,7 @@ export class Model {
     shape: readonly number[],
     targets: Float32Array,
     hyp: LossHyp,
-    opts: { train?: boolean; gradNames?: string[] } = {},
+    opts: { train?: boolean; gradNames?: string[]; channelsLast?: boolean } = {},
   ) {
     return nativeCall('loss', () => this.#native.loss(input, [...shape], targets, hyp, opts));
   }

@@ -153,7 +153,7 @@ export interface NativeModel {
     shape: number[],
     targets: Float32Array,
     hyp: LossHyp,
-    options: { train?: boolean; gradNames?: string[] },
+    options: { train?: boolean; gradNames?: string[]; channelsLast?: boolean },
   ): Promise<{
     loss: number;
     lbox: number;
@@ -277,6 +277,8 @@ export interface NativeAddon {
   cudaInfo(): { available: boolean; deviceCount: number };
   getThreads(): number;
   setThreads(n: number): void;
+  /** Whether Conv blocks use the fused BatchNorm + SiLU CPU kernel (sets it when given). */
+  fusedBatchNorm(enabled?: boolean): boolean;
   loadTensorFile(file: string): Promise<NamedTensor[]>;
   setJpegLibrary(path: string): string;
   matmulGflops(n?: number, repeats?: number): number;
@@ -316,6 +318,8 @@ export function native(): NativeAddon {
       process.env.YOLO5_THREADS ?? process.env.OMP_NUM_THREADS ?? os.availableParallelism(),
     );
     if (Number.isInteger(threads) && threads >= 1) addon.setThreads(threads);
+    // YOLO5_FUSED_BN=0: plain LibTorch BatchNorm and activation (for comparisons).
+    if (process.env.YOLO5_FUSED_BN === '0') addon.fusedBatchNorm(false);
     return addon;
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);

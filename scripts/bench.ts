@@ -9,7 +9,7 @@
  *
  *   node dist-test/scripts/bench.js [--cfg yolov5n] [--img 256] [--batch 16] [--steps 12] [--out bench/results-cpu.json]
  *   node dist-test/scripts/bench.js --matrix   # yolov5n/s × 320/640 × batch 8/16 → bench/results-cpu-matrix.json
- *   options: --freezes 0,10,24  --channels-last 1|0  --detect-runs 5 (0: no detect latency)
+ *   options: --freezes 0,10,24  --channels-last 1|0  --fused-bn 1|0  --detect-runs 5 (0: no detect latency)
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -53,6 +53,7 @@ async function child(): Promise<void> {
   const batch = Number(arg('batch', '16'));
   const steps = Number(arg('steps', '12'));
   const freeze = Number(arg('freeze', '0'));
+  native().fusedBatchNorm(arg('fused-bn', '1') === '1');
   const data = readDataConfig(await ensureSyntheticDataset());
   const items = (await loadSplit(data, 'train', () => {})).slice(0, batch * (steps + 2));
   const model = await loadModel({ cfg, nc: data.nc });
@@ -169,7 +170,7 @@ function runTraining(
   for (const freeze of freezes) {
     const args = ['--child', '--cfg', cfg, '--img', String(imgsz), '--batch', String(batch)];
     args.push('--steps', String(steps), '--freeze', String(freeze));
-    args.push('--channels-last', arg('channels-last', '1'));
+    args.push('--channels-last', arg('channels-last', '1'), '--fused-bn', arg('fused-bn', '1'));
     const r = spawnSync(process.execPath, [__filename, ...args], { encoding: 'utf8' });
     if (r.status !== 0) {
       throw new Error(

@@ -20,6 +20,7 @@
 #include "addon/model_wrap.h"
 #include "addon/worker.h"
 #include "data/jpeg.h"
+#include "ops/bn_act.h"
 
 namespace yolo5 {
 namespace {
@@ -46,6 +47,17 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   omp_set_num_threads(n);
 #endif
   return info.Env().Undefined();
+}
+
+// fusedBatchNorm([enabled]) → whether Conv blocks use the fused BatchNorm + SiLU CPU kernel.
+Napi::Value FusedBatchNorm(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0) {
+    if (!info[0].IsBoolean())
+      throw Napi::TypeError::New(info.Env(),
+                                 "fusedBatchNorm([enabled]): enabled must be a boolean");
+    set_fused_batch_norm(info[0].As<Napi::Boolean>().Value());
+  }
+  return Napi::Boolean::New(info.Env(), fused_batch_norm());
 }
 
 // loadTensorFile(path) → Promise<[{ name, shape, dtype, data }]>: a plain dict of tensors saved by
@@ -152,6 +164,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaInfo", Napi::Function::New<CudaInfo>(env, "cudaInfo"));
   exports.Set("getThreads", Napi::Function::New<GetThreads>(env, "getThreads"));
   exports.Set("setThreads", Napi::Function::New<SetThreads>(env, "setThreads"));
+  exports.Set("fusedBatchNorm", Napi::Function::New<FusedBatchNorm>(env, "fusedBatchNorm"));
   exports.Set("setJpegLibrary", Napi::Function::New<SetJpegLibrary>(env, "setJpegLibrary"));
   exports.Set("matmulGflops", Napi::Function::New<MatmulGflops>(env, "matmulGflops"));
   exports.Set("buildInfo", Napi::Function::New<BuildInfo>(env, "buildInfo"));

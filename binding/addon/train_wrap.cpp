@@ -25,7 +25,7 @@ LossHyp to_loss_hyp(const Napi::Object& o) {
   return h;
 }
 
-// loss(input, shape, targets (n×6), hyp, { train?: boolean, gradNames?: string[] })
+// loss(input, shape, targets (n×6), hyp, { train?, gradNames?: string[], channelsLast? })
 //   → Promise<{ loss, lbox, lobj, lcls, gradNorms: { name: norm } }>
 // In train mode the forward uses batch statistics and gradients are computed (then cleared).
 Napi::Value ModelWrap::Loss(const Napi::CallbackInfo& info) {
@@ -40,11 +40,12 @@ Napi::Value ModelWrap::Loss(const Napi::CallbackInfo& info) {
   if (targets->length % 6 != 0)
     throw Napi::RangeError::New(env, "targets must hold rows of 6 values");
   auto hyp = to_loss_hyp(info[3].As<Napi::Object>());
-  bool train = true;
+  bool train = true, channels_last = false;
   std::vector<std::string> grad_names;
   if (info.Length() > 4 && info[4].IsObject()) {
     auto o = info[4].As<Napi::Object>();
     if (o.Has("train")) train = o.Get("train").ToBoolean().Value();
+    if (o.Has("channelsLast")) channels_last = o.Get("channelsLast").ToBoolean().Value();
     if (o.Get("gradNames").IsArray()) {
       auto a = o.Get("gradNames").As<Napi::Array>();
       for (uint32_t i = 0; i < a.Length(); ++i)
@@ -59,11 +60,13 @@ Napi::Value ModelWrap::Loss(const Napi::CallbackInfo& info) {
   auto state = state_;
   return TaskWorker::Queue(
       env,
-      [state, input, shape, targets, hyp, train, grad_names, result] {
+      [state, input, shape, targets, hyp, train, channels_last, grad_names, result] {
         std::lock_guard<std::mutex> lock(state->mutex);
         auto& model = *state->model;
         auto device = model.detect().anchors.device();
         auto x = torch::from_blob(input->data, shape, torch::kFloat).to(device);
+        // An NHWC input makes every activation NHWC, as training's channels-last batches do.
+        if (channels_last) x = x.contiguous(torch::MemoryFormat::ChannelsLast);
         auto t = torch::from_blob(targets->data, {static_cast<int64_t>(targets->length / 6), 6},
                                   torch::kFloat)
                      .to(device);

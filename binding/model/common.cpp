@@ -3,6 +3,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "ops/bn_act.h"
+
 namespace yolo5 {
 
 namespace F = torch::nn::functional;
@@ -21,8 +23,12 @@ torch::Tensor counted(torch::nn::Conv2d& conv, const torch::Tensor& x) {
   return y;
 }
 
-torch::Tensor counted(torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
+void count_flops(torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
   if (FlopCounter::sink != nullptr) *FlopCounter::sink += 4.0 * static_cast<double>(x.numel());
+}
+
+torch::Tensor counted(torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
+  count_flops(bn, x);
   return bn->forward(x);
 }
 
@@ -34,6 +40,22 @@ torch::Tensor Activation::operator()(const torch::Tensor& x) const {
   if (kind == "Sigmoid") return torch::sigmoid(x);
   if (kind == "Identity") return x;
   throw std::invalid_argument("unknown activation " + kind);
+}
+
+void Activation::apply_(torch::Tensor& x) const {
+  if (kind == "SiLU") {
+    torch::silu_(x);
+  } else if (kind == "ReLU") {
+    torch::relu_(x);
+  } else if (kind == "LeakyReLU") {
+    torch::leaky_relu_(x, slope);
+  } else if (kind == "Hardswish") {
+    torch::hardswish_(x);
+  } else if (kind == "Sigmoid") {
+    torch::sigmoid_(x);
+  } else if (kind != "Identity") {
+    throw std::invalid_argument("unknown activation " + kind);
+  }
 }
 
 torch::Tensor LayerImpl::forward_many(const std::vector<torch::Tensor>& xs) {
@@ -68,8 +90,27 @@ ConvImpl::ConvImpl(const ConvOptions& o, const Activation& act) : act_(act), use
 
 torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
   auto y = counted(conv, x);
-  if (!fused_) y = counted(bn, y);
-  return use_act_ ? act_(y) : y;
+  if (!fused_) {
+    // BatchNorm and SiLU (or no activation) in one fused CPU kernel where it applies.
+    const bool fusable = !use_act_ || act_.kind == "SiLU" || act_.kind == "Identity";
+    if (fusable) {
+      count_flops(bn, y);
+      auto z = batch_norm_act(
+          bn, y, use_act_ && act_.kind == "SiLU" ? FusedAct::SiLU : FusedAct::Identity, true);
+      if (z.defined()) return z;
+      y = bn->forward(y);
+    } else {
+      y = counted(bn, y);
+    }
+  }
+  if (!use_act_) return y;
+  // y is this call's own fresh tensor: without autograd (inference, a frozen prefix) the
+  // activation can overwrite it instead of allocating another.
+  if (!y.requires_grad()) {
+    act_.apply_(y);
+    return y;
+  }
+  return act_(y);
 }
 
 void ConvImpl::fuse() {

@@ -16,6 +16,7 @@ struct Activation {
   std::string kind = "SiLU";
   double slope = 0.01;
   torch::Tensor operator()(const torch::Tensor& x) const;
+  void apply_(torch::Tensor& x) const;  // in place (only where no autograd graph needs x)
 };
 
 // Counts multiply-accumulates while a profiling forward runs (null otherwise).
@@ -28,6 +29,7 @@ struct FlopCounter {
 // bias) per output element, an affine BatchNorm 4 per element; activations, pooling, upsampling 0.
 torch::Tensor counted(torch::nn::Conv2d& conv, const torch::Tensor& x);
 torch::Tensor counted(torch::nn::BatchNorm2d& bn, const torch::Tensor& x);
+void count_flops(torch::nn::BatchNorm2d& bn, const torch::Tensor& x);
 
 // Base of every layer in `model.{i}`: one input, or a list for Concat.
 class LayerImpl : public torch::nn::Module {
