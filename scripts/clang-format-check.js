@@ -15,9 +15,14 @@ const files = [];
   }
 })(path.join(root, 'binding'));
 
-const r = spawnSync('clang-format', ['--dry-run', '--Werror', ...files], { cwd: root, encoding: 'utf8' });
+const r = spawnSync('clang-format', ['--dry-run', '--Werror', ...files], {
+  cwd: root,
+  encoding: 'utf8',
+});
 if (r.error) {
-  console.error(`clang-format-check: cannot run clang-format (${r.error.message}); install it (scripts/setup.sh does)`);
+  console.error(
+    `clang-format-check: cannot run clang-format (${r.error.message}); install it (scripts/setup.sh does)`,
+  );
   process.exit(1);
 }
 if (r.status !== 0) {

@@ -11,16 +11,30 @@ const path = require('node:path');
 const assert = require('node:assert/strict');
 
 const root = path.join(__dirname, '..');
-const fixtures = path.resolve(process.env.YOLO5_FIXTURES || path.join(root, '..', 'shared', 'fixtures', 'reference'));
+const fixtures = path.resolve(
+  process.env.YOLO5_FIXTURES || path.join(root, '..', 'shared', 'fixtures', 'reference'),
+);
 const version = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'yolo5-install-'));
-const env = { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip', YOLO5_CACHE: path.join(tmp, 'cache'), npm_config_offline: 'true' };
+const env = {
+  ...process.env,
+  ONNXRUNTIME_NODE_INSTALL: 'skip',
+  YOLO5_CACHE: path.join(tmp, 'cache'),
+  npm_config_offline: 'true',
+};
 delete env.npm_config_build_from_source;
 
 function sh(cmd, args, cwd, extra = {}) {
-  const r = spawnSync(cmd, args, { cwd, env: { ...env, ...extra }, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const r = spawnSync(cmd, args, {
+    cwd,
+    env: { ...env, ...extra },
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
   if (r.status !== 0) {
-    throw new Error(`${cmd} ${args.join(' ')} (in ${cwd}) exited ${r.status}\n${r.stdout}\n${r.stderr}`);
+    throw new Error(
+      `${cmd} ${args.join(' ')} (in ${cwd}) exited ${r.status}\n${r.stdout}\n${r.stderr}`,
+    );
   }
   return r.stdout;
 }
@@ -50,7 +64,10 @@ sh(process.execPath, [path.join(root, 'scripts', 'prebuild.js'), '--no-build'], 
     .map(([p, v]) => `${p.slice(p.lastIndexOf('node_modules/') + 13)}@${v.version}`);
   sh('npm', ['cache', 'add', ...new Set(specs)], root, { npm_config_offline: 'false' });
 }
-const packed = sh('npm', ['pack', '--pack-destination', tmp, '--silent'], root).trim().split('\n').pop();
+const packed = sh('npm', ['pack', '--pack-destination', tmp, '--silent'], root)
+  .trim()
+  .split('\n')
+  .pop();
 const tarball = path.join(tmp, packed);
 console.log(`packed ${tarball} (${(fs.statSync(tarball).size / 1e6).toFixed(1)} MB)`);
 
@@ -58,38 +75,105 @@ const modes = process.argv.includes('--skip-source') ? ['prebuilt'] : ['prebuilt
 for (const mode of modes) {
   const proj = path.join(tmp, mode);
   fs.mkdirSync(proj);
-  fs.writeFileSync(path.join(proj, 'package.json'), JSON.stringify({ name: `consumer-${mode}`, version: '1.0.0', private: true }));
+  fs.writeFileSync(
+    path.join(proj, 'package.json'),
+    JSON.stringify({ name: `consumer-${mode}`, version: '1.0.0', private: true }),
+  );
   check(`${mode}: npm install of the tarball`, () => {
-    const out = sh('npm', ['install', '--no-audit', '--no-fund', '--foreground-scripts', tarball], proj, mode === 'source' ? { YOLO5_BUILD_FROM_SOURCE: '1' } : {});
+    const out = sh(
+      'npm',
+      ['install', '--no-audit', '--no-fund', '--foreground-scripts', tarball],
+      proj,
+      mode === 'source' ? { YOLO5_BUILD_FROM_SOURCE: '1' } : {},
+    );
     const pkg = path.join(proj, 'node_modules', 'yolo5');
     assert.ok(fs.existsSync(path.join(pkg, 'dist', 'index.js')), 'dist shipped');
-    assert.ok(!fs.existsSync(path.join(pkg, 'test')) && !fs.existsSync(path.join(pkg, 'lib')), 'only what users need');
+    assert.ok(
+      !fs.existsSync(path.join(pkg, 'test')) && !fs.existsSync(path.join(pkg, 'lib')),
+      'only what users need',
+    );
     if (mode === 'source') {
       assert.match(out, /built the native addon from source/);
       assert.ok(fs.existsSync(path.join(pkg, 'build', 'Release', 'yolo5.node')));
     } else {
       assert.match(out, /using a prebuilt binary/);
-      assert.ok(!fs.existsSync(path.join(pkg, 'build', 'Release', 'yolo5.node')), 'no source build');
+      assert.ok(
+        !fs.existsSync(path.join(pkg, 'build', 'Release', 'yolo5.node')),
+        'no source build',
+      );
     }
   });
   check(`${mode}: npx yolo5 --version, doctor, detect`, () => {
     assert.equal(sh('npx', ['--no-install', 'yolo5', '--version'], proj).trim(), version);
     const doctor = JSON.parse(sh('npx', ['--no-install', 'yolo5', 'doctor', '--json'], proj));
     assert.match(doctor.libtorch, /^\d+\.\d+/);
-    assert.ok(doctor.addon.some((f) => f.includes(mode === 'source' ? 'build' : 'prebuilds')), doctor.addon.join(' '));
-    const det = sh('npx', ['--no-install', 'yolo5', 'detect', '--weights', path.join(fixtures, 'yolov5n-shapes5.pt'),
-      '--source', path.join(fixtures, 'shapes5', 'images', 'val', '00000.jpg'), '--img', '256', '--project', path.join(proj, 'runs')], proj);
+    assert.ok(
+      doctor.addon.some((f) => f.includes(mode === 'source' ? 'build' : 'prebuilds')),
+      doctor.addon.join(' '),
+    );
+    const det = sh(
+      'npx',
+      [
+        '--no-install',
+        'yolo5',
+        'detect',
+        '--weights',
+        path.join(fixtures, 'yolov5n-shapes5.pt'),
+        '--source',
+        path.join(fixtures, 'shapes5', 'images', 'val', '00000.jpg'),
+        '--img',
+        '256',
+        '--project',
+        path.join(proj, 'runs'),
+      ],
+      proj,
+    );
     assert.match(det, /00000\.jpg: 256x256 1 ellipse, 1 cross/);
   });
   check(`${mode}: ESM and CommonJS consumers load and type-check`, () => {
-    const esm = sh(process.execPath, ['--input-type=module', '-e', "import { train, loadModel, Yolo5Error } from 'yolo5'; console.log(typeof train, typeof loadModel, typeof Yolo5Error)"], proj);
+    const esm = sh(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        "import { train, loadModel, Yolo5Error } from 'yolo5'; console.log(typeof train, typeof loadModel, typeof Yolo5Error)",
+      ],
+      proj,
+    );
     assert.equal(esm.trim(), 'function function function');
-    const cjs = sh(process.execPath, ['-e', "const y = require('yolo5'); console.log(typeof y.train, typeof y.detect)"], proj);
+    const cjs = sh(
+      process.execPath,
+      ['-e', "const y = require('yolo5'); console.log(typeof y.train, typeof y.detect)"],
+      proj,
+    );
     assert.equal(cjs.trim(), 'function function');
-    fs.writeFileSync(path.join(proj, 'esm.mts'), "import { train, type TrainResult } from 'yolo5';\nconst run = train({ epochs: 1 });\nrun.then((r: TrainResult) => r.best);\n");
-    fs.writeFileSync(path.join(proj, 'cjs.cts'), "import yolo5 = require('yolo5');\nconst m: Promise<yolo5.Model> = yolo5.loadModel({ cfg: 'yolov5n' });\nvoid m;\n");
-    fs.writeFileSync(path.join(proj, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', strict: true, noEmit: true, types: ['node'], typeRoots: [path.join(root, 'node_modules', '@types')] }, files: ['esm.mts', 'cjs.cts'] }));
-    sh(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], proj);
+    fs.writeFileSync(
+      path.join(proj, 'esm.mts'),
+      "import { train, type TrainResult } from 'yolo5';\nconst run = train({ epochs: 1 });\nrun.then((r: TrainResult) => r.best);\n",
+    );
+    fs.writeFileSync(
+      path.join(proj, 'cjs.cts'),
+      "import yolo5 = require('yolo5');\nconst m: Promise<yolo5.Model> = yolo5.loadModel({ cfg: 'yolov5n' });\nvoid m;\n",
+    );
+    fs.writeFileSync(
+      path.join(proj, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          module: 'nodenext',
+          moduleResolution: 'nodenext',
+          strict: true,
+          noEmit: true,
+          types: ['node'],
+          typeRoots: [path.join(root, 'node_modules', '@types')],
+        },
+        files: ['esm.mts', 'cjs.cts'],
+      }),
+    );
+    sh(
+      process.execPath,
+      [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'],
+      proj,
+    );
   });
 }
 
@@ -98,7 +182,11 @@ check('a missing binary gives one actionable message, not a crash', () => {
   const pkg = path.join(proj, 'node_modules', 'yolo5');
   fs.renameSync(path.join(pkg, 'prebuilds'), path.join(pkg, 'prebuilds.off'));
   fs.rmSync(path.join(pkg, 'build'), { recursive: true, force: true });
-  const r = spawnSync('npx', ['--no-install', 'yolo5', 'doctor'], { cwd: proj, env, encoding: 'utf8' });
+  const r = spawnSync('npx', ['--no-install', 'yolo5', 'doctor'], {
+    cwd: proj,
+    env,
+    encoding: 'utf8',
+  });
   assert.equal(r.status, 1, r.stdout + r.stderr);
   assert.match(r.stderr, /^yolo5: The native addon could not be loaded .*npx yolo5 build/m);
   assert.ok(!/\n\s+at /.test(r.stderr), 'no stack trace');

@@ -17,27 +17,39 @@ function main() {
     return;
   }
   const fromSource =
-    process.env.YOLO5_BUILD_FROM_SOURCE === '1' || process.env.npm_config_build_from_source === 'true';
+    process.env.YOLO5_BUILD_FROM_SOURCE === '1' ||
+    process.env.npm_config_build_from_source === 'true';
   if (!fromSource) {
     // Test-load in a child process: a binary that does not fit (wrong LibTorch, bad CUDA library)
     // must not crash this one.
     const probe = spawnSync(
       process.execPath,
-      ['-e', `const a = require('node-gyp-build')(${JSON.stringify(root)}); process.stdout.write(JSON.stringify(a.buildInfo()))`],
+      [
+        '-e',
+        `const a = require('node-gyp-build')(${JSON.stringify(root)}); process.stdout.write(JSON.stringify(a.buildInfo()))`,
+      ],
       { encoding: 'utf8', cwd: root },
     );
     if (probe.status === 0) {
       const info = JSON.parse(probe.stdout);
-      log(`using a prebuilt binary (LibTorch ${info.libtorch}, ${info.cudaLinked ? 'CUDA' : 'CPU'})`);
+      log(
+        `using a prebuilt binary (LibTorch ${info.libtorch}, ${info.cudaLinked ? 'CUDA' : 'CPU'})`,
+      );
       return;
     }
-    const why = (probe.stderr || '').split('\n').find((l) => /Error|error/.test(l)) || 'no prebuilt binary for this platform';
+    const why =
+      (probe.stderr || '').split('\n').find((l) => /Error|error/.test(l)) ||
+      'no prebuilt binary for this platform';
     log(`no usable prebuilt binary (${why.trim()}); building from source`);
   }
-  const build = spawnSync(process.execPath, [require.resolve('cmake-js/bin/cmake-js', { paths: [root] }), 'compile'], {
-    cwd: root,
-    stdio: 'inherit',
-  });
+  const build = spawnSync(
+    process.execPath,
+    [require.resolve('cmake-js/bin/cmake-js', { paths: [root] }), 'compile'],
+    {
+      cwd: root,
+      stdio: 'inherit',
+    },
+  );
   if (build.status === 0) {
     log('built the native addon from source');
     return;
@@ -59,6 +71,8 @@ function main() {
 try {
   main();
 } catch (e) {
-  console.error(`yolo5: install step failed: ${e && e.message ? e.message : e}; run \`npx yolo5 build\` later`);
+  console.error(
+    `yolo5: install step failed: ${e && e.message ? e.message : e}; run \`npx yolo5 build\` later`,
+  );
 }
 process.exitCode = 0;

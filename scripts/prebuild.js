@@ -9,7 +9,10 @@ const path = require('node:path');
 
 const root = path.join(__dirname, '..');
 if (!process.argv.includes('--no-build')) {
-  const r = spawnSync(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'compile'], { cwd: root, stdio: 'inherit' });
+  const r = spawnSync(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'compile'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 const built = path.join(root, 'build', 'Release', 'yolo5.node');
@@ -22,9 +25,13 @@ fs.mkdirSync(dir, { recursive: true });
 const target = path.join(dir, 'yolo5.napi.node');
 fs.copyFileSync(built, target);
 // Ask the binary itself (in a child: a bad build must not take this process down).
-const probe = spawnSync(process.execPath, ['-e', `process.stdout.write(JSON.stringify(require(${JSON.stringify(target)}).buildInfo()))`], {
-  encoding: 'utf8',
-});
+const probe = spawnSync(
+  process.execPath,
+  ['-e', `process.stdout.write(JSON.stringify(require(${JSON.stringify(target)}).buildInfo()))`],
+  {
+    encoding: 'utf8',
+  },
+);
 if (probe.status !== 0) {
   console.error(`prebuild: the built binary does not load:\n${probe.stderr}`);
   process.exit(1);
@@ -32,14 +39,18 @@ if (probe.status !== 0) {
 const info = JSON.parse(probe.stdout);
 // A CUDA LibTorch must be linked for real (--no-as-needed), or CUDA never registers at run time.
 const cache = path.join(root, 'build', 'CMakeCache.txt');
-const torchDir = fs.existsSync(cache) ? (/^Torch_DIR:PATH=(.*)$/m.exec(fs.readFileSync(cache, 'utf8')) || [])[1] : undefined;
+const torchDir = fs.existsSync(cache)
+  ? (/^Torch_DIR:PATH=(.*)$/m.exec(fs.readFileSync(cache, 'utf8')) || [])[1]
+  : undefined;
 if (torchDir && process.platform === 'linux') {
   const libDir = path.resolve(torchDir, '..', '..', '..', 'lib');
   const hasCuda = fs.existsSync(path.join(libDir, 'libtorch_cuda.so'));
   if (hasCuda) {
     const elf = spawnSync('readelf', ['-d', target], { encoding: 'utf8' });
     if (!/NEEDED.*libtorch_cuda\.so/.test(elf.stdout)) {
-      console.error('prebuild: LibTorch has CUDA but the binary does not list libtorch_cuda.so as NEEDED');
+      console.error(
+        'prebuild: LibTorch has CUDA but the binary does not list libtorch_cuda.so as NEEDED',
+      );
       process.exit(1);
     }
   }
@@ -56,4 +67,6 @@ const manifest = {
   node: process.version,
 };
 fs.writeFileSync(path.join(dir, 'yolo5.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-console.log(`prebuild: ${path.relative(root, target)} (LibTorch ${manifest.libtorch}, ${manifest.cuda ? 'CUDA' : 'CPU'}, cxx11abi ${manifest.cxx11abi})`);
+console.log(
+  `prebuild: ${path.relative(root, target)} (LibTorch ${manifest.libtorch}, ${manifest.cuda ? 'CUDA' : 'CPU'}, cxx11abi ${manifest.cxx11abi})`,
+);
