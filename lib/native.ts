@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Yolo5Error } from './errors';
+import { chooseAddon, currentEnvironment, type AddonChoice } from './libtorch';
 import { packageRoot } from './paths';
 
 export type TypedData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
@@ -282,7 +283,14 @@ export interface NativeAddon {
   loadTensorFile(file: string): Promise<NamedTensor[]>;
   setJpegLibrary(path: string): string;
   matmulGflops(n?: number, repeats?: number): number;
-  buildInfo(): { libtorch: string; cxx11abi?: boolean; napi: number; cudaLinked: boolean };
+  buildInfo(): {
+    libtorch: string;
+    cxx11abi?: boolean;
+    napi: number;
+    cudaLinked: boolean;
+    /** The LibTorch library file this process runs (where the dynamic linker found it). */
+    libtorchFile?: string;
+  };
   jpegLibrary(): string;
   imageInfo(paths: string[]): Promise<({ width: number; height: number } | { error: string })[]>;
   drawDetections(
@@ -299,6 +307,32 @@ export interface NativeAddon {
 
 let addon: NativeAddon | undefined;
 let loadError: Error | undefined;
+let origin: AddonChoice | undefined;
+
+/** Which binary was loaded, and the LibTorch chosen for it (after `native()` succeeded). */
+export function addonOrigin(): AddonChoice | undefined {
+  return origin;
+}
+
+/**
+ * Loads shared libraries globally before the addon, through the small helper built beside it
+ * (binding/preload), so the addon's torch libraries resolve to a LibTorch outside the dynamic
+ * linker's search path.
+ */
+function preload(addonFile: string, libs: string[]): void {
+  if (libs.length === 0) return;
+  const helper = path.join(path.dirname(addonFile), 'preload', 'yolo5_preload.node');
+  if (!fs.existsSync(helper)) {
+    throw new Yolo5Error(
+      'E_NATIVE',
+      `${helper} is missing, so ${libs[0]} and the rest of that LibTorch cannot be loaded ahead of the addon; ` +
+        `set LD_LIBRARY_PATH=${path.dirname(libs[0]!)} instead, or rebuild with \`npx yolo5 build\`.`,
+    );
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const loader = require(helper) as { load(file: string): void };
+  for (const lib of libs) loader.load(lib);
+}
 
 /** The addon, loaded on first use; throws one actionable Yolo5Error when it cannot load. */
 export function native(): NativeAddon {
@@ -308,10 +342,18 @@ export function native(): NativeAddon {
   // OpenMP threads that spin after each parallel region steal the CPU from Node's main thread
   // (event-loop lag on small machines); passive waiting gives it back. Read when libgomp loads.
   process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+  let choice: AddonChoice | undefined;
   try {
+    // Which binary, which LibTorch (a prebuilt binary's version is checked against its manifest).
+    choice = chooseAddon(currentEnvironment(root));
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const load = require('node-gyp-build') as (dir: string) => unknown;
-    addon = load(root) as NativeAddon;
+    const file =
+      choice.file || (require('node-gyp-build') as { path(dir: string): string }).path(root);
+    choice = { ...choice, file };
+    preload(file, choice.preload);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    addon = require(file) as NativeAddon;
+    origin = choice;
     useTurboJpeg(addon);
     // LibTorch may start with a single intra-op thread: use every core unless told otherwise.
     const threads = Number(
@@ -322,31 +364,23 @@ export function native(): NativeAddon {
     if (process.env.YOLO5_FUSED_BN === '0') addon.fusedBatchNorm(false);
     return addon;
   } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    // A prebuilt binary records the LibTorch it needs: say so instead of leaving a linker error.
-    const manifestFile = path.join(
-      root,
-      'prebuilds',
-      `${process.platform}-${process.arch}`,
-      'yolo5.json',
-    );
-    let needs = '';
-    try {
-      const m = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as {
-        libtorch: string;
-        cuda: boolean;
-        cxx11abi: boolean | null;
-      };
-      needs =
-        ` The prebuilt binary was built against LibTorch ${m.libtorch} (${m.cuda ? 'CUDA' : 'CPU'}` +
-        `${m.cxx11abi === null ? '' : `, C++11 ABI ${m.cxx11abi ? 'on' : 'off'}`}): install that one where the dynamic ` +
-        'linker finds it (system package, or LD_LIBRARY_PATH=/path/to/libtorch/lib), or build for yours with `npx yolo5 build`.';
-    } catch {
-      // no prebuilt binary: the build help below applies
+    if (e instanceof Yolo5Error) {
+      loadError = e;
+      throw e;
     }
+    const message = e instanceof Error ? e.message : String(e);
+    const m = choice?.manifest;
+    const needs = m
+      ? ` The prebuilt binary was built against LibTorch ${m.libtorch} (${m.cuda ? 'CUDA' : 'CPU'}` +
+        `${m.cxx11abi === null ? '' : `, C++11 ABI ${m.cxx11abi ? 'on' : 'off'}`})` +
+        (choice?.libtorch
+          ? `; the LibTorch used was at ${choice.libtorch.libDir} (${choice.libtorch.source}).`
+          : '.') +
+        ' Point LIBTORCH at a matching LibTorch, or build for yours with `npx yolo5 build`.'
+      : '';
     loadError = new Yolo5Error(
       'E_NATIVE',
-      `The native addon could not be loaded from ${root} (${message.split('\n')[0]}).${needs} ` +
+      `The native addon could not be loaded from ${choice?.file || root} (${message.split('\n')[0]}).${needs} ` +
         'To build it: `npx yolo5 build` (needs LibTorch: Debian/Ubuntu `apt-get install libtorch-dev`, or set ' +
         'LIBTORCH=/path/to/libtorch; scripts/setup.sh does it all in a checkout).',
       { cause: e },

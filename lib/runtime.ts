@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { native } from './native';
+import { addonOrigin, native } from './native';
 import { packageRoot } from './paths';
 
 /** This package's version. */
@@ -13,6 +13,10 @@ export const version: string = (
 export interface RuntimeInfo {
   version: string;
   libtorch: string;
+  /** The LibTorch library file this process runs, where the platform tells. */
+  libtorchFile?: string;
+  /** The addon binary loaded and what it is. */
+  addon: { file: string; kind: string };
   cuda: { available: boolean; deviceCount: number };
   threads: number;
 }
@@ -20,9 +24,12 @@ export interface RuntimeInfo {
 /** What the loaded addon runs on. */
 export function runtimeInfo(): RuntimeInfo {
   const addon = native();
+  const origin = addonOrigin();
   return {
     version,
     libtorch: addon.libtorchVersion,
+    libtorchFile: addon.buildInfo().libtorchFile,
+    addon: { file: origin?.file ?? '', kind: origin?.kind ?? '' },
     cuda: addon.cudaInfo(),
     threads: addon.getThreads(),
   };

@@ -106,10 +106,12 @@ for (const mode of modes) {
   check(`${mode}: npx yolo5 --version, doctor, detect`, () => {
     assert.equal(sh('npx', ['--no-install', 'yolo5', '--version'], proj).trim(), version);
     const doctor = JSON.parse(sh('npx', ['--no-install', 'yolo5', 'doctor', '--json'], proj));
-    assert.match(doctor.libtorch, /^\d+\.\d+/);
+    assert.match(doctor.libtorch.version, /^\d+\.\d+/);
+    assert.ok(fs.existsSync(doctor.libtorch.file), `LibTorch file ${doctor.libtorch.file}`);
+    assert.equal(doctor.addon.kind, mode === 'source' ? 'source build' : 'prebuilt');
     assert.ok(
-      doctor.addon.some((f) => f.includes(mode === 'source' ? 'build' : 'prebuilds')),
-      doctor.addon.join(' '),
+      doctor.addon.file.includes(mode === 'source' ? 'build' : 'prebuilds'),
+      doctor.addon.file,
     );
     const det = sh(
       'npx',
@@ -175,6 +177,116 @@ for (const mode of modes) {
       proj,
     );
   });
+}
+
+// The prebuilt binary on a LibTorch outside the linker's search path: a folder laid out like an
+// unpacked LibTorch whose libraries are this machine's (hard links, else copies), named by LIBTORCH.
+const manifestFile = path.join(
+  tmp,
+  'prebuilt',
+  'node_modules',
+  'yolo5',
+  'prebuilds',
+  `${process.platform}-${process.arch}`,
+  'yolo5.json',
+);
+const manifest = fs.existsSync(manifestFile)
+  ? JSON.parse(fs.readFileSync(manifestFile, 'utf8'))
+  : undefined;
+const systemDirs = [
+  '/usr/lib/x86_64-linux-gnu',
+  '/usr/lib/aarch64-linux-gnu',
+  '/usr/lib64',
+  '/usr/lib',
+  '/usr/local/lib',
+];
+const systemLib = (name) => systemDirs.map((d) => path.join(d, name)).find((f) => fs.existsSync(f));
+if (manifest && manifest.needed && manifest.needed.length && manifest.needed.every(systemLib)) {
+  const fakeTorch = (dir, versionHeader, link) => {
+    fs.mkdirSync(path.join(dir, 'lib'), { recursive: true });
+    for (const name of manifest.needed) {
+      const dest = path.join(dir, 'lib', name);
+      if (!link) fs.writeFileSync(dest, '');
+      else {
+        try {
+          fs.linkSync(fs.realpathSync(systemLib(name)), dest);
+        } catch {
+          fs.copyFileSync(systemLib(name), dest);
+        }
+      }
+    }
+    const inc = path.join(dir, 'include', 'torch', 'csrc', 'api', 'include', 'torch');
+    fs.mkdirSync(inc, { recursive: true });
+    fs.writeFileSync(path.join(inc, 'version.h'), versionHeader);
+  };
+  const [major, minor, patch] = manifest.libtorch.split('.');
+  const header = (a, b, c) =>
+    `#define TORCH_VERSION_MAJOR ${a}\n#define TORCH_VERSION_MINOR ${b}\n#define TORCH_VERSION_PATCH ${c}\n`;
+  check(
+    'prebuilt: a LibTorch named by LIBTORCH is loaded ahead of the binary, and detect runs on it',
+    () => {
+      const proj = path.join(tmp, 'prebuilt');
+      const lt = path.join(tmp, 'libtorch-elsewhere');
+      fakeTorch(lt, header(major, minor, patch || 0), true);
+      const doctor = JSON.parse(
+        sh('npx', ['--no-install', 'yolo5', 'doctor', '--json'], proj, { LIBTORCH: lt }),
+      );
+      assert.equal(doctor.libtorch.source, 'LIBTORCH');
+      assert.equal(
+        doctor.libtorch.dir,
+        path.join(lt, 'lib'),
+        'the dynamic linker used the preloaded copy',
+      );
+      assert.deepEqual(
+        doctor.libtorch.preloaded.map((f) => path.basename(f)).sort(),
+        [...manifest.needed].sort(),
+      );
+      const det = sh(
+        'npx',
+        [
+          '--no-install',
+          'yolo5',
+          'detect',
+          '--weights',
+          path.join(fixtures, 'yolov5n-shapes5.pt'),
+          '--source',
+          path.join(fixtures, 'shapes5', 'images', 'val', '00000.jpg'),
+          '--img',
+          '256',
+          '--project',
+          path.join(proj, 'runs-lt'),
+        ],
+        proj,
+        { LIBTORCH: lt },
+      );
+      assert.match(det, /00000\.jpg: 256x256 1 ellipse, 1 cross/);
+    },
+  );
+  check(
+    'prebuilt: a LibTorch of another version gives one clear message, not a linker error',
+    () => {
+      const proj = path.join(tmp, 'prebuilt');
+      const wrong = path.join(tmp, 'libtorch-wrong');
+      fakeTorch(wrong, header(Number(major) + 7, 0, 1), false);
+      const r = spawnSync('npx', ['--no-install', 'yolo5', 'doctor'], {
+        cwd: proj,
+        env: { ...env, LIBTORCH: wrong },
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `needs LibTorch ${major}\\.${minor}.*LIBTORCH=.*holds LibTorch ${Number(major) + 7}\\.0\\.1`,
+        ),
+      );
+      assert.ok(!/\n\s+at /.test(r.stderr), 'no stack trace');
+    },
+  );
+} else {
+  console.log(
+    '# skipped the LIBTORCH checks: the manifest lists no torch libraries found in the system folders',
+  );
 }
 
 check('a missing binary gives one actionable message, not a crash', () => {

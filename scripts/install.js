@@ -6,6 +6,7 @@
 //   YOLO5_BUILD_FROM_SOURCE=1 or npm's --build-from-source   skip the prebuilt binary
 'use strict';
 const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
@@ -20,20 +21,20 @@ function main() {
     process.env.YOLO5_BUILD_FROM_SOURCE === '1' ||
     process.env.npm_config_build_from_source === 'true';
   if (!fromSource) {
-    // Test-load in a child process: a binary that does not fit (wrong LibTorch, bad CUDA library)
-    // must not crash this one.
-    const probe = spawnSync(
-      process.execPath,
-      [
-        '-e',
-        `const a = require('node-gyp-build')(${JSON.stringify(root)}); process.stdout.write(JSON.stringify(a.buildInfo()))`,
-      ],
-      { encoding: 'utf8', cwd: root },
-    );
+    // Test-load in a child process, through the package's own loader where it is built (it picks
+    // the CUDA build on a GPU machine, finds and checks LibTorch): a binary that does not fit
+    // (wrong LibTorch, bad CUDA library) must not crash this one.
+    const loader = path.join(root, 'dist', 'native.js');
+    const code = fs.existsSync(loader)
+      ? `const n = require(${JSON.stringify(loader)}); const a = n.native(); const o = n.addonOrigin();` +
+        ' process.stdout.write(JSON.stringify({ ...a.buildInfo(), kind: o.kind, source: o.libtorch ? o.libtorch.source : "" }))'
+      : `const a = require('node-gyp-build')(${JSON.stringify(root)}); process.stdout.write(JSON.stringify(a.buildInfo()))`;
+    const probe = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', cwd: root });
     if (probe.status === 0) {
       const info = JSON.parse(probe.stdout);
       log(
-        `using a prebuilt binary (LibTorch ${info.libtorch}, ${info.cudaLinked ? 'CUDA' : 'CPU'})`,
+        `using ${info.kind === 'source build' ? 'the existing source build' : 'a prebuilt binary'} (LibTorch ${info.libtorch}, ` +
+          `${info.cudaLinked ? 'CUDA' : 'CPU'}${info.source ? `, found via ${info.source}` : ''})`,
       );
       return;
     }

@@ -1,5 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { packageRoot } from '../lib/paths';
@@ -75,16 +76,21 @@ test('yolo5 doctor reports the addon, LibTorch, CUDA and threads truthfully', ()
   const r = run('doctor', '--json');
   assert.equal(r.code, 0, r.stderr);
   const info = JSON.parse(r.stdout) as {
-    libtorch: string;
+    libtorch: { version: string; file: string; dir: string; source: string };
     cuda: { available: boolean };
     threads: number;
-    addon: string[];
+    addon: { file: string; kind: string };
   };
   const rt = runtimeInfo();
-  assert.equal(info.libtorch, rt.libtorch);
+  assert.equal(info.libtorch.version, rt.libtorch);
+  // The LibTorch the process really runs (the dynamic linker's answer), not a guess.
+  assert.equal(info.libtorch.file, rt.libtorchFile);
+  assert.ok(fs.existsSync(info.libtorch.file) && /libtorch_cpu/.test(info.libtorch.file));
   assert.equal(info.cuda.available, rt.cuda.available);
   assert.ok(info.threads >= 1);
-  assert.ok(info.addon.length > 0 && info.addon.every((f) => f.endsWith('.node')));
+  assert.equal(info.addon.kind, 'source build');
+  assert.equal(info.addon.file, rt.addon.file);
+  assert.ok(info.addon.file.endsWith(path.join('build', 'Release', 'yolo5.node')));
   const text = run('doctor');
   assert.match(text.stdout, /LibTorch: \d+\.\d+/);
 });

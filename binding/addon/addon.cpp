@@ -139,6 +139,13 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   }
 #endif
   o.Set("cudaLinked", cuda_linked);
+#ifndef _WIN32
+  // Where the dynamic linker found LibTorch for this process (its CPU library).
+  Dl_info where{};
+  if (dladdr(reinterpret_cast<void*>(&at::get_num_threads), &where) != 0 &&
+      where.dli_fname != nullptr)
+    o.Set("libtorchFile", where.dli_fname);
+#endif
   return o;
 }
 

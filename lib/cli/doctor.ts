@@ -1,10 +1,23 @@
 /** `yolo5 doctor`: what this install runs on — addon, LibTorch, CUDA, threads, JPEG decoder. */
-import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { native } from '../native';
-import { packageRoot } from '../paths';
+import { addonOrigin, native } from '../native';
 import { version } from '../runtime';
+
+/** GPU names from the NVIDIA driver's tool (LibTorch's C++ API has no device names without CUDA headers). */
+function gpuNames(): string[] {
+  const r = spawnSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], {
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
+  return r.status === 0
+    ? r.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean)
+    : [];
+}
 
 export function doctorCommand(): Command {
   return new Command('doctor')
@@ -12,25 +25,28 @@ export function doctorCommand(): Command {
     .option('--json', 'print JSON')
     .action((o: { json?: boolean }) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
-      const root = packageRoot();
       const addon = native();
-      const candidates = [
-        path.join(root, 'build', 'Release', 'yolo5.node'),
-        ...(fs.existsSync(path.join(root, 'prebuilds', `${process.platform}-${process.arch}`))
-          ? fs
-              .readdirSync(path.join(root, 'prebuilds', `${process.platform}-${process.arch}`))
-              .filter((f) => f.endsWith('.node'))
-              .map((f) => path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, f))
-          : []),
-      ].filter((f) => fs.existsSync(f));
+      const origin = addonOrigin();
+      const build = addon.buildInfo();
       const cuda = addon.cudaInfo();
+      const libtorchFile = build.libtorchFile ?? '';
       const info = {
         yolo5: version,
         node: process.version,
         platform: `${process.platform}-${process.arch}`,
-        addon: candidates,
-        libtorch: addon.libtorchVersion,
-        cuda,
+        addon: { file: origin?.file ?? '', kind: origin?.kind ?? '', notes: origin?.notes ?? [] },
+        libtorch: {
+          version: addon.libtorchVersion,
+          file: libtorchFile,
+          dir: libtorchFile ? path.dirname(libtorchFile) : '',
+          // How it was found: a prebuilt binary's LibTorch is chosen at load; a source build's is linked.
+          source:
+            origin?.libtorch?.source ??
+            (origin?.kind === 'source build' ? 'linked at build time' : 'dynamic linker'),
+          preloaded: origin?.preload ?? [],
+          prebuiltFor: origin?.manifest?.libtorch,
+        },
+        cuda: { ...cuda, linked: build.cudaLinked, devices: cuda.available ? gpuNames() : [] },
         threads: addon.getThreads(),
         jpeg: addon.jpegLibrary() || 'built-in decoder (stb_image)',
       };
@@ -39,10 +55,18 @@ export function doctorCommand(): Command {
         return;
       }
       out(`yolo5 ${info.yolo5} on node ${info.node} (${info.platform})`);
-      out(`addon: ${candidates.join(', ') || '(loaded by node-gyp-build)'}`);
-      out(`LibTorch: ${info.libtorch}`);
+      out(`addon: ${info.addon.file} (${info.addon.kind})`);
+      for (const n of info.addon.notes) out(`  note: ${n}`);
       out(
-        `CUDA: ${cuda.available ? `available, ${cuda.deviceCount} device(s)` : 'not available (CPU only)'}`,
+        `LibTorch: ${info.libtorch.version} at ${info.libtorch.dir || '(unknown)'} (${info.libtorch.source}` +
+          `${info.libtorch.prebuiltFor ? `; the prebuilt binary needs ${info.libtorch.prebuiltFor}` : ''})`,
+      );
+      out(
+        `CUDA: ${
+          cuda.available
+            ? `available, ${cuda.deviceCount} device(s)${info.cuda.devices.length ? `: ${info.cuda.devices.join(', ')}` : ''}`
+            : `not available (CPU only${build.cudaLinked ? '; the CUDA LibTorch is linked but finds no device' : ''})`
+        }`,
       );
       out(`threads: ${info.threads} (set YOLO5_THREADS to change)`);
       out(`JPEG: ${info.jpeg}`);
