@@ -2,6 +2,7 @@
  * `detect`: images in, boxes out in source pixels — letterbox, forward and NMS run natively off
  * the event loop; a loaded Model serves concurrent calls.
  */
+import type { DeviceSpec } from './device';
 import { Yolo5Error } from './errors';
 import { predictorStride, type Ensemble, type Predictor } from './ensemble';
 import { loadModel, type Model } from './model';
@@ -23,6 +24,8 @@ export interface DetectOptions {
   /** A checkpoint, or several: an ensemble whose predictions join before one NMS. */
   weights?: string | readonly string[];
   cfg?: string;
+  /** Where `weights` run: 'cpu' (default), a CUDA index (0) or 'cuda:N'. */
+  device?: DeviceSpec;
   /** Inference size (long side), rounded up to the model's stride. Default 640. */
   imgsz?: number;
   /** Confidence threshold (obj × cls). Default 0.25. */
@@ -107,6 +110,7 @@ export async function detectImages(
     (await loadModel({
       ...(opts.weights !== undefined ? { weights: singleOrMany(opts.weights) } : {}),
       ...(opts.cfg !== undefined ? { cfg: opts.cfg } : {}),
+      ...(opts.device !== undefined ? { device: opts.device } : {}),
       log,
     }));
   const stride = predictorStride(model);

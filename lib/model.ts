@@ -10,6 +10,7 @@ import {
   type ConfigSource,
   type ModelConfig,
 } from './config';
+import { parseDevice, type DeviceSpec } from './device';
 import { matchFreeze, type FreezeSpec } from './freeze';
 import {
   native,
@@ -48,6 +49,8 @@ export interface LoadModelOptions {
    * head transfers only where its shape still fits.
    */
   anchors?: number;
+  /** Where the model runs: 'cpu' (default), a CUDA index (0) or 'cuda:N'. */
+  device?: DeviceSpec;
   /** Receives informational lines (default: none). */
   log?: (line: string) => void;
 }
@@ -123,6 +126,7 @@ export class Model {
   readonly layerCount: number;
   /** Set when the model was loaded with weights. */
   readonly transfer?: TransferReport;
+  #device = 'cpu';
 
   private constructor(
     handle: NativeModel,
@@ -141,9 +145,23 @@ export class Model {
     if (transfer) this.transfer = transfer;
   }
 
+  /** The device the model's tensors are on: 'cpu' or 'cuda:N'. */
+  get device(): string {
+    return this.#device;
+  }
+
+  /** Moves the model to a device ('cpu', a CUDA index such as 0, 'cuda:1'). */
+  async to(device: DeviceSpec): Promise<this> {
+    const target = parseDevice(device);
+    this.#device = await nativeCall(`moving the model to ${target}`, () => this.#native.to(target));
+    return this;
+  }
+
   /** @internal Use `loadModel`. */
   static async create(opts: LoadModelOptions): Promise<Model> {
     const log = opts.log ?? (() => {});
+    // A bad device fails before any work.
+    const device = parseDevice(opts.device);
     let weights: WeightsFile | undefined;
     if (opts.weights !== undefined) weights = await readWeights(opts.weights);
 
@@ -240,7 +258,9 @@ export class Model {
       }
       log(`Transferred ${report.loaded}/${total} items from ${weights.file}`);
     }
-    return new Model(handle, config, source, nc, names, transfer);
+    const model = new Model(handle, config, source, nc, names, transfer);
+    if (device !== 'cpu') await model.to(device);
+    return model;
   }
 
   /** Parameters in PyTorch order with the PyTorch names (`model.0.conv.weight`, …). */
@@ -393,7 +413,9 @@ export class Model {
   /** A copy with the same config and weights (a separate native model). */
   async clone(): Promise<Model> {
     const handle = await nativeCall('cloning the model', () => this.#native.clone());
-    return new Model(handle, this.config, this.source, this.nc, this.names);
+    const copy = new Model(handle, this.config, this.source, this.nc, this.names);
+    copy.#device = this.#device; // the native clone stays on the same device
+    return copy;
   }
 
   /** @internal The native handle, for the trainer. */

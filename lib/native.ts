@@ -149,6 +149,8 @@ export interface NativeModel {
   getState(): Promise<NamedTensor[]>;
   fuse(): Promise<void>;
   clone(): Promise<NativeModel>;
+  /** Moves the model ('cpu', 'cuda:0'); resolves with the device now used. */
+  to(device: string): Promise<string>;
   loss(
     input: Float32Array,
     shape: number[],

@@ -12,6 +12,7 @@ import { loadCheckpoint, type HostTensor, type Picklable } from './checkpoint';
 import { writeCheckpointAsync } from './checkpoint-worker';
 import { readDataConfig, type DataConfig } from './data';
 import { Yolo5Error, show } from './errors';
+import type { DeviceSpec } from './device';
 import type { FreezeSpec } from './freeze';
 import { readHyp, type Hyp } from './hyp';
 import { loadModel, type Model } from './model';
@@ -83,6 +84,8 @@ export interface TrainOptions {
   existOk?: boolean;
   /** Threads for LibTorch (default: all cores). */
   threads?: number;
+  /** 'cpu' (default), a CUDA index (0) or 'cuda:N'. */
+  device?: DeviceSpec;
   signal?: AbortSignal;
   /** Informational lines (the CLI prints them). */
   log?: (line: string) => void;
@@ -384,6 +387,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
     nc,
     names,
     ...(hypAnchors !== undefined ? { anchors: hypAnchors } : {}),
+    ...(opts.device !== undefined ? { device: opts.device } : {}),
     log,
   });
   const stride = Math.max(...model.info().stride);
@@ -423,6 +427,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
     patience,
     seed,
     optimizer,
+    device: model.device,
     hyp: undefined,
   };
   delete savedOpts.hyp;
@@ -494,7 +499,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
   );
   const tinfo = trainer.info();
   log(
-    `Training ${epochs} epochs on ${tinfo.images} images, batch ${batch} (accumulate ${tinfo.accumulate}, weight decay ${tinfo.weightDecay.toPrecision(3)}), ${imgsz} px, ${threads} threads, ${workers} loader workers`,
+    `Training ${epochs} epochs on ${tinfo.images} images, batch ${batch} (accumulate ${tinfo.accumulate}, weight decay ${tinfo.weightDecay.toPrecision(3)}), ${imgsz} px, ${model.device}, ${threads} threads, ${workers} loader workers`,
   );
 
   // --- resume state ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { listImages, labelPathFor, readDataConfig, readLabels, type DataConfig } from './data';
+import type { DeviceSpec } from './device';
 import { Yolo5Error, show } from './errors';
 import { ConfusionMatrix, DetectionStats } from './metrics';
 import { singleOrMany } from './detect';
@@ -22,6 +23,8 @@ export interface ValOptions {
   /** A checkpoint, or several: an ensemble whose predictions join before one NMS. */
   weights?: string | readonly string[];
   cfg?: string;
+  /** Where `weights` run: 'cpu' (default), a CUDA index (0) or 'cuda:N'. */
+  device?: DeviceSpec;
   /** Data yaml path, or an already read config. */
   data: string | DataConfig;
   imgsz?: number;
@@ -265,6 +268,7 @@ export async function val(opts: ValOptions): Promise<ValResult> {
       ...(opts.weights !== undefined ? { weights: singleOrMany(opts.weights) } : {}),
       ...(opts.cfg !== undefined ? { cfg: opts.cfg } : {}),
       ...(opts.cfg !== undefined && opts.weights === undefined ? { nc: data.nc } : {}),
+      ...(opts.device !== undefined ? { device: opts.device } : {}),
       log,
     }));
   const singleCls = checkBoolean('singleCls', opts.singleCls ?? false);

@@ -38,6 +38,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::Predict>("predict"),
                          InstanceMethod<&ModelWrap::Loss>("loss"),
                          InstanceMethod<&ModelWrap::Clone>("clone"),
+                         InstanceMethod<&ModelWrap::To>("to"),
                      });
 }
 
@@ -70,6 +71,35 @@ Napi::Value ModelWrap::Clone(const Napi::CallbackInfo& info) {
         return constructor_ref(env)->New({external});
       },
       "yolo5.clone");
+}
+
+// to(device) → Promise<string>: moves every parameter and buffer ("cpu", "cuda", "cuda:1");
+// resolves with the device now used. Asking for a CUDA device LibTorch cannot see is an error.
+Napi::Value ModelWrap::To(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() != 1 || !info[0].IsString())
+    throw Napi::TypeError::New(env,
+                               "to(device): device must be a string such as 'cpu' or 'cuda:0'");
+  auto name = info[0].As<Napi::String>().Utf8Value();
+  auto state = state_;
+  auto now = std::make_shared<std::string>();
+  return TaskWorker::Queue(
+      env,
+      [state, name, now] {
+        torch::Device device(name);
+        if (device.is_cuda()) {
+          TORCH_CHECK(torch::cuda::is_available(), "device ", name,
+                      ": CUDA is not available to this LibTorch");
+          TORCH_CHECK(!device.has_index() ||
+                          static_cast<size_t>(device.index()) < torch::cuda::device_count(),
+                      "device ", name, ": only ", torch::cuda::device_count(),
+                      " CUDA device(s) found");
+        }
+        std::lock_guard<std::mutex> lock(state->mutex);
+        state->model->to(device);
+        *now = state->model->detect().anchors.device().str();
+      },
+      [now](Napi::Env env) -> Napi::Value { return Napi::String::New(env, *now); }, "yolo5.to");
 }
 
 Napi::Value ModelWrap::Create(const Napi::CallbackInfo& info) {
@@ -203,8 +233,9 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
       env,
       [state, input, shape, train, result] {
         std::lock_guard<std::mutex> lock(state->mutex);
-        auto x = torch::from_blob(input->data, shape, torch::kFloat);
         auto& model = *state->model;
+        auto x =
+            torch::from_blob(input->data, shape, torch::kFloat).to(model.detect().anchors.device());
         model.train(train);
         if (train) {
           *result = model.forward(x);

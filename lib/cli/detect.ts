@@ -28,6 +28,7 @@ interface DetectCliOptions {
   name?: string;
   existOk?: boolean;
   augment?: boolean;
+  device?: string;
 }
 
 export function detectCommand(): Command {
@@ -65,12 +66,14 @@ export function detectCommand(): Command {
     .option('--name <name>', 'run name', 'exp')
     .option('--exist-ok', 'reuse an existing run folder')
     .option('--augment', 'test-time augmentation: scales 1, 0.83 (flipped), 0.67 before one NMS')
+    .option('--device <d>', 'cpu (default), a CUDA device index such as 0, or cuda:N')
     .action(async (o: DetectCliOptions) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
       const { results, speed, model } = await detectImages(o.source, {
         weights: o.weights,
         augment: o.augment === true,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
+        ...(o.device !== undefined ? { device: o.device } : {}),
         imgsz: o.imgsz,
         conf: o.conf,
         iou: o.iou,

@@ -38,6 +38,7 @@ interface TrainCliOptions {
   name?: string;
   existOk?: boolean;
   threads?: number;
+  device?: string;
   evolve?: number;
   evolveParent: string;
   resumeEvolve?: string;
@@ -108,6 +109,7 @@ export function trainCommand(): Command {
       0,
     )
     .option('--threads <n>', 'LibTorch threads (default: all cores)', parseInteger('--threads', 1))
+    .option('--device <d>', 'cpu (default), a CUDA device index such as 0, or cuda:N')
     .option('--project <dir>', 'runs folder (default runs/train; runs/evolve with --evolve)')
     .option('--name <name>', 'run name (default exp)')
     .option('--exist-ok', 'reuse an existing run folder')
@@ -160,6 +162,7 @@ export function trainCommand(): Command {
         ...(freeze !== undefined ? { freeze } : {}),
         ...(o.workers !== undefined ? { workers: o.workers } : {}),
         ...(o.threads !== undefined ? { threads: o.threads } : {}),
+        ...(o.device !== undefined ? { device: o.device } : {}),
         epochs: o.epochs,
         batch: o.batchSize,
         ...(o.imgsz !== undefined ? { imgsz: o.imgsz } : {}),

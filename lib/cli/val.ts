@@ -22,6 +22,7 @@ interface ValCliOptions {
   name: string;
   existOk?: boolean;
   augment?: boolean;
+  device?: string;
 }
 
 export function valCommand(): Command {
@@ -48,6 +49,7 @@ export function valCommand(): Command {
     .option('--name <name>', 'run name', 'exp')
     .option('--exist-ok', 'reuse an existing run folder')
     .option('--augment', 'test-time augmentation: scales 1, 0.83 (flipped), 0.67 before one NMS')
+    .option('--device <d>', 'cpu (default), a CUDA device index such as 0, or cuda:N')
     .action(async (o: ValCliOptions) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
       if (!['val', 'test', 'train'].includes(o.task)) {
@@ -59,6 +61,7 @@ export function valCommand(): Command {
         weights: o.weights,
         augment: o.augment === true,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
+        ...(o.device !== undefined ? { device: o.device } : {}),
         data: o.data,
         imgsz: o.imgsz,
         batch: o.batch,
