@@ -77,6 +77,8 @@ export interface ModelInfo {
   gradients: number;
   /** GFLOPs of one 640×640 forward. */
   gflops: number;
+  /** The same per layer (`model.{i}`); they add up to `gflops`. */
+  layerGflops: number[];
   nc: number;
   stride: number[];
   /** Anchors in grid units, (levels, anchors, 2). */
@@ -340,6 +342,7 @@ export class Model {
       parameters: i.parameters,
       gradients: i.gradients,
       gflops: i.gflops,
+      layerGflops: i.layerGflops,
       nc: i.nc,
       stride: i.stride,
       anchors,

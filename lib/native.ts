@@ -52,6 +52,7 @@ export interface NativeInfo {
   parameters: number;
   gradients: number;
   gflops: number;
+  layerGflops: number[];
   nc: number;
   inChannels: number;
   fused: boolean;

@@ -198,6 +198,10 @@ Napi::Value ModelWrap::Info(const Napi::CallbackInfo& info) {
     o.Set("parameters", params);
     o.Set("gradients", grads);
     o.Set("gflops", m.gflops_640());
+    auto layer_gflops = Napi::Array::New(env, m.layer_gflops_640().size());
+    for (size_t i = 0; i < m.layer_gflops_640().size(); ++i)
+      layer_gflops.Set(i, m.layer_gflops_640()[i]);
+    o.Set("layerGflops", layer_gflops);
     o.Set("nc", Napi::Number::New(env, static_cast<double>(d.nc)));
     o.Set("inChannels", m.in_channels());
     o.Set("fused", m.fused());

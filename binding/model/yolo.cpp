@@ -131,7 +131,9 @@ YoloModelImpl::YoloModelImpl(const ModelSpec& spec) : spec_(spec), in_channels_(
     FlopCounter counter(&macs);
     raw = run(torch::zeros({1, in_channels_, probe, probe}));
   }
-  gflops_640_ = 2.0 * macs * (640.0 / probe) * (640.0 / probe) / 1e9;
+  const double to_640 = 2.0 * (640.0 / probe) * (640.0 / probe) / 1e9;
+  gflops_640_ = macs * to_640;
+  for (auto& m : layer_gflops_640_) m *= to_640;
   auto& d = *detect_;
   d.stride.clear();
   for (auto& r : raw)
@@ -181,8 +183,20 @@ std::vector<torch::Tensor> YoloModelImpl::run(const torch::Tensor& input) {
     std::vector<torch::Tensor> inputs;
     inputs.reserve(from_[i].size());
     for (int f : from_[i]) inputs.push_back(f < 0 ? x : saved[static_cast<size_t>(f)]);
-    if (i == last) return detect_->forward_levels(inputs);
+    // While the build's profiling pass counts, note each layer's share (in MACs for now).
+    const double before = FlopCounter::sink != nullptr ? *FlopCounter::sink : 0;
+    auto note = [&] {
+      if (FlopCounter::sink == nullptr) return;
+      layer_gflops_640_.resize(layers_.size(), 0);
+      layer_gflops_640_[i] = *FlopCounter::sink - before;
+    };
+    if (i == last) {
+      auto out = detect_->forward_levels(inputs);
+      note();
+      return out;
+    }
     x = layers_[i]->forward_many(inputs);
+    note();
     if (save_[i]) saved[i] = x;
   }
   return {};

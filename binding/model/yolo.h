@@ -49,6 +49,8 @@ class YoloModelImpl : public torch::nn::Module {
 
   int64_t module_count() const;
   double gflops_640() const { return gflops_640_; }
+  // Per layer (model.{i}), the forward GFLOPs at 640×640 as gflops_640() counts them.
+  const std::vector<double>& layer_gflops_640() const { return layer_gflops_640_; }
   int in_channels() const { return in_channels_; }
   void fuse();
   bool fused() const { return fused_; }
@@ -69,6 +71,7 @@ class YoloModelImpl : public torch::nn::Module {
   bool default_act_used_ = false;
   int in_channels_ = 3;
   double gflops_640_ = 0;
+  std::vector<double> layer_gflops_640_;
   bool fused_ = false;
 };
 
