@@ -1,0 +1,222 @@
+/**
+ * The seed's experiment at a size this machine can run (a script, not a test): pretrain on the
+ * built-in data set A (five shapes), then fine-tune on data set B (five other shapes, other
+ * colours and backgrounds) from those weights with --freeze 0, 10 and 24 — same epochs, seed and
+ * settings — and compare mAP50, mAP50-95, training time, time per epoch, peak memory and trainable
+ * parameters. Every training runs in its own process, so peak RSS is per run.
+ *
+ *   node dist-test/scripts/freeze-study.js [--pretrain-epochs 30] [--epochs 20] [--cfg yolov5n]
+ *        [--img 256] [--batch 16] [--seed 0] [--freezes 0,10,24] [--pretrained W.pt]
+ *        [--runs runs/freeze-study] [--out docs/freeze-study/results]
+ *
+ * Writes <out>.json (everything, per epoch), <out>.md (the table and the machine) and <out>.png
+ * (mAP50-95 and mAP50 per epoch of each fine-tuning run). --pretrained skips the pretraining.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { native } from '../lib/native';
+import { SHAPES_A, SHAPES_B, ensureSyntheticDataset } from '../lib/synthetic';
+import { train, type EpochRecord, type TrainOptions } from '../lib/train';
+import { lineChartPng, type Series } from './chart';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
+}
+
+interface RunSummary {
+  name: string;
+  freeze: number | null;
+  epochs: {
+    epoch: number;
+    mAP50: number;
+    mAP50_95: number;
+    precision: number;
+    recall: number;
+    seconds: number;
+    loss: number;
+  }[];
+  final: { precision: number; recall: number; mAP50: number; mAP50_95: number };
+  best: string;
+  saveDir: string;
+  trainableParameters: number;
+  frozenTensors: number;
+  /** Sum of the epochs' training times (loader + steps, without validation). */
+  trainSeconds: number;
+  /** The whole run: set-up, every epoch with its validation, checkpoints, the final validation. */
+  wallSeconds: number;
+  peakRssMB: number;
+}
+
+/** One training in this (child) process; prints its summary as the last line. */
+async function child(): Promise<void> {
+  const opts = JSON.parse(arg('child', '{}')) as TrainOptions & { label: string };
+  const t0 = performance.now();
+  const run = train({ ...opts, log: (l) => process.stderr.write(`  ${l}\n`) });
+  run.on('epoch', (e: EpochRecord) =>
+    process.stderr.write(
+      `  ${opts.label} epoch ${e.epoch}: mAP50 ${e.mAP50.toFixed(4)} mAP50-95 ${e.mAP50_95.toFixed(4)} (${e.seconds.toFixed(1)} s)\n`,
+    ),
+  );
+  const r = await run;
+  if (r.status !== 'completed') throw new Error(`${opts.label}: training ended ${r.status}`);
+  const m = r.final?.metrics ?? r.epochs[r.epochs.length - 1]!;
+  const summary: RunSummary = {
+    name: opts.label,
+    freeze: typeof opts.freeze === 'number' ? opts.freeze : null,
+    epochs: r.epochs.map((e) => ({
+      epoch: e.epoch,
+      mAP50: e.mAP50,
+      mAP50_95: e.mAP50_95,
+      precision: e.precision,
+      recall: e.recall,
+      seconds: e.seconds,
+      loss: e.box + e.obj + e.cls,
+    })),
+    final: { precision: m.precision, recall: m.recall, mAP50: m.mAP50, mAP50_95: m.mAP50_95 },
+    best: r.best,
+    saveDir: r.saveDir,
+    trainableParameters: r.trainableParameters,
+    frozenTensors: r.frozen.length,
+    trainSeconds: r.epochs.reduce((s, e) => s + e.seconds, 0),
+    wallSeconds: (performance.now() - t0) / 1000,
+    peakRssMB: process.resourceUsage().maxRSS / 1024,
+  };
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
+}
+
+function runChild(opts: TrainOptions & { label: string }): RunSummary {
+  console.log(`\n## ${opts.label}`);
+  const r = spawnSync(process.execPath, [__filename, '--child', JSON.stringify(opts)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (r.status !== 0) throw new Error(`${opts.label} failed (exit ${r.status})`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as RunSummary;
+}
+
+const COLORS: [number, number, number][] = [
+  [31, 119, 180],
+  [255, 127, 14],
+  [44, 160, 44],
+  [214, 39, 40],
+  [148, 103, 189],
+];
+
+async function main(): Promise<void> {
+  const pretrainEpochs = Number(arg('pretrain-epochs', '30'));
+  const epochs = Number(arg('epochs', '20'));
+  const cfg = arg('cfg', 'yolov5n');
+  const imgsz = Number(arg('img', '256'));
+  const batch = Number(arg('batch', '16'));
+  const seed = Number(arg('seed', '0'));
+  const freezes = arg('freezes', '0,10,24').split(',').map(Number);
+  const runs = path.resolve(arg('runs', path.join('runs', 'freeze-study')));
+  const out = path.resolve(arg('out', path.join('docs', 'freeze-study', 'results')));
+  const dataA = await ensureSyntheticDataset(SHAPES_A);
+  const dataB = await ensureSyntheticDataset(SHAPES_B);
+  const addon = native();
+  const machine = {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+    memoryGB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    libtorch: addon.libtorchVersion,
+    threads: addon.getThreads(),
+    cuda: addon.cudaInfo(),
+  };
+  const common = { cfg, imgsz, batch, seed, project: runs, existOk: false };
+  const started = new Date().toISOString();
+
+  let pretrained = arg('pretrained', '');
+  let pretrain: RunSummary | undefined;
+  if (!pretrained) {
+    pretrain = runChild({
+      ...common,
+      label: `pretrain on A (${SHAPES_A.classes.join(', ')})`,
+      data: dataA,
+      epochs: pretrainEpochs,
+      name: 'pretrain',
+    });
+    pretrained = pretrain.best;
+  }
+  const finetunes: RunSummary[] = [];
+  for (const freeze of freezes) {
+    finetunes.push(
+      runChild({
+        ...common,
+        label: `fine-tune on B, --freeze ${freeze}`,
+        data: dataB,
+        weights: pretrained,
+        epochs,
+        freeze,
+        name: `freeze${freeze}`,
+      }),
+    );
+  }
+
+  const base = finetunes[0]!;
+  const rows = finetunes.map((r) => {
+    const perEpoch = r.trainSeconds / r.epochs.length;
+    const basePerEpoch = base.trainSeconds / base.epochs.length;
+    return (
+      `| ${r.freeze} | ${r.trainableParameters.toLocaleString('en-US')} | ${r.final.mAP50.toFixed(3)} | ` +
+      `${r.final.mAP50_95.toFixed(3)} | ${r.trainSeconds.toFixed(0)} | ${perEpoch.toFixed(1)} | ` +
+      `${(perEpoch / basePerEpoch).toFixed(2)} | ${r.wallSeconds.toFixed(0)} | ${r.peakRssMB.toFixed(0)} | ` +
+      `${(r.peakRssMB / base.peakRssMB).toFixed(2)} |`
+    );
+  });
+  const table = [
+    '| --freeze | trainable params | mAP50 | mAP50-95 | training s | s/epoch | epoch ratio | wall s | peak RSS MB | RSS ratio |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows,
+  ].join('\n');
+  const md = [
+    `Fine-tuning ${cfg} on data set B (${SHAPES_B.classes.join(', ')}; ${SHAPES_B.train} train / ${SHAPES_B.val} val images) for ${epochs} epochs from weights pretrained on data set A` +
+      (pretrain
+        ? ` (${pretrainEpochs} epochs from scratch: mAP50 ${pretrain.final.mAP50.toFixed(3)}, mAP50-95 ${pretrain.final.mAP50_95.toFixed(3)} on A's val set)`
+        : ` (${path.basename(pretrained)})`) +
+      `; ${imgsz} px, batch ${batch}, seed ${seed}. mAP: the final validation of each run's best.pt on B's val set.`,
+    '',
+    table,
+    '',
+    `Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGB} GB, ${machine.threads} LibTorch threads, LibTorch ${machine.libtorch}, CUDA ${machine.cuda.available ? 'yes' : 'no'}, Node ${machine.node}; ${started}.`,
+  ].join('\n');
+  console.log(`\n${md}`);
+
+  const series: Series[] = [];
+  finetunes.forEach((r, i) => {
+    const color = COLORS[i % COLORS.length]!;
+    series.push({
+      label: `--freeze ${r.freeze} mAP50-95`,
+      points: r.epochs.map((e) => [e.epoch, e.mAP50_95]),
+      color,
+    });
+    series.push({
+      label: `--freeze ${r.freeze} mAP50`,
+      points: r.epochs.map((e) => [e.epoch, e.mAP50]),
+      color: color.map((c) => Math.round(c + (255 - c) * 0.55)) as [number, number, number],
+    });
+  });
+  const png = lineChartPng(series, {
+    title: `Fine-tuning ${cfg} on shapes B from shapes A weights`,
+    xLabel: 'epoch',
+    yLabel: 'mAP on B val (EMA)',
+  });
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(`${out}.png`, png);
+  fs.writeFileSync(`${out}.md`, `${md}\n`);
+  fs.writeFileSync(
+    `${out}.json`,
+    `${JSON.stringify({ date: started, machine, cfg, imgsz, batch, seed, epochs, pretrainEpochs, pretrained, pretrain, finetunes }, null, 2)}\n`,
+  );
+  console.log(`\nwritten ${out}.md, ${out}.json, ${out}.png`);
+}
+
+(process.argv.includes('--child') ? child() : main()).catch((e: unknown) => {
+  console.error(e instanceof Error ? e.stack : e);
+  process.exit(1);
+});
