@@ -43,7 +43,10 @@ test('yolov5s summary: 214 layers, 7,235,389 parameters, 16.6 GFLOPs, strides 8/
   // Per layer: they add up; model.0 is its 6×6 conv (3·36 MACs per output) plus BatchNorm (4).
   assert.equal(info.layerGflops.length, 25);
   assert.ok(Math.abs(info.layerGflops.reduce((a, b) => a + b, 0) - info.gflops) < 1e-9);
-  assert.equal(info.layerGflops[0]!.toFixed(7), ((2 * 320 * 320 * 32 * (108 + 4)) / 1e9).toFixed(7));
+  assert.equal(
+    info.layerGflops[0]!.toFixed(7),
+    ((2 * 320 * 320 * 32 * (108 + 4)) / 1e9).toFixed(7),
+  );
   assert.equal(info.layerGflops[11], 0, 'nn.Upsample');
   assert.deepEqual(info.stride, [8, 16, 32]);
   // Anchors are stored in grid units: pixels / stride.
