@@ -10,6 +10,7 @@
  *   node dist-test/scripts/bench.js [--cfg yolov5n] [--img 256] [--batch 16] [--steps 12] [--out bench/results-cpu.json]
  *   node dist-test/scripts/bench.js --matrix   # yolov5n/s × 320/640 × batch 8/16 → bench/results-cpu-matrix.json
  *   options: --freezes 0,10,24  --channels-last 1|0  --fused-bn 1|0  --detect-runs 5 (0: no detect latency)
+ *            --repeat 3 (rounds per configuration, interleaved; the median is reported; matrix: 1)
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -43,6 +44,8 @@ interface ChildResult {
   gflops640: number;
   /** GFLOP of one training step of this configuration (see stepGflop). */
   stepGflop: number;
+  /** ms/step of every repeat (the row is the median one). */
+  repeatsMsPerStep?: number[];
   loaderImagesPerSecondPerWorker?: number;
   /** Mean ms per step in each phase: loader wait, forward + loss, backward, optimizer + EMA. */
   phasesMs: NativeStepTimes;
@@ -168,27 +171,39 @@ interface ConfigResult {
   detect?: DetectLatency;
 }
 
-/** --freeze 0/10/24 training steps of one configuration, each in its own process. */
+/**
+ * --freeze 0/10/24 training steps of one configuration, each in its own process, `repeat` rounds
+ * interleaved (0, 10, 24, 0, 10, 24, …) so that a busy moment of a shared machine does not land on
+ * one configuration only; each row is the repeat with the median ms/step.
+ */
 function runTraining(
   cfg: string,
   imgsz: number,
   batch: number,
   steps: number,
   freezes: number[],
+  repeat: number,
 ): ConfigResult {
-  const rows: ChildResult[] = [];
-  for (const freeze of freezes) {
-    const args = ['--child', '--cfg', cfg, '--img', String(imgsz), '--batch', String(batch)];
-    args.push('--steps', String(steps), '--freeze', String(freeze));
-    args.push('--channels-last', arg('channels-last', '1'), '--fused-bn', arg('fused-bn', '1'));
-    const r = spawnSync(process.execPath, [__filename, ...args], { encoding: 'utf8' });
-    if (r.status !== 0) {
-      throw new Error(
-        `bench child (${cfg} ${imgsz} b${batch} freeze ${freeze}) failed:\n${r.stderr}`,
-      );
+  const runs = new Map<number, ChildResult[]>(freezes.map((f) => [f, []]));
+  for (let round = 0; round < repeat; round++) {
+    for (const freeze of freezes) {
+      const args = ['--child', '--cfg', cfg, '--img', String(imgsz), '--batch', String(batch)];
+      args.push('--steps', String(steps), '--freeze', String(freeze));
+      args.push('--channels-last', arg('channels-last', '1'), '--fused-bn', arg('fused-bn', '1'));
+      const r = spawnSync(process.execPath, [__filename, ...args], { encoding: 'utf8' });
+      if (r.status !== 0) {
+        throw new Error(
+          `bench child (${cfg} ${imgsz} b${batch} freeze ${freeze}) failed:\n${r.stderr}`,
+        );
+      }
+      runs.get(freeze)!.push(JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult);
     }
-    rows.push(JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult);
   }
+  const rows = freezes.map((f) => {
+    const all = [...runs.get(f)!].sort((a, b) => a.msPerStep - b.msPerStep);
+    const row = all[Math.floor((all.length - 1) / 2)]!;
+    return { ...row, repeatsMsPerStep: runs.get(f)!.map((r) => r.msPerStep) };
+  });
   return { cfg, imgsz, batch, rows };
 }
 
@@ -216,6 +231,14 @@ function printConfig(c: ConfigResult, matmul: number, threads: number): void {
     const achieved = r.stepGflop / (r.msPerStep / 1000);
     console.log(
       `| ${r.freeze} | ${r.trainable.toLocaleString('en-US')} | ${r.msPerStep.toFixed(0)} | ${r.cpuMsPerStep.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${(r.msPerStep / base.msPerStep).toFixed(2)} | ${r.peakRssMB.toFixed(0)} | ${(r.peakRssMB / base.peakRssMB).toFixed(2)} | ${achieved.toFixed(1)} | ${((100 * achieved) / matmul).toFixed(0)}% |`,
+    );
+  }
+  if (c.rows.some((r) => (r.repeatsMsPerStep?.length ?? 0) > 1)) {
+    const each = c.rows.map(
+      (r) => `--freeze ${r.freeze}: ${r.repeatsMsPerStep!.map((m) => m.toFixed(0)).join(', ')}`,
+    );
+    console.log(
+      `\nms/step of each interleaved repeat (the rows are the medians): ${each.join('; ')}`,
     );
   }
   console.log('');
@@ -269,14 +292,15 @@ async function main(): Promise<void> {
   console.log(
     `training step benchmark: ${machine.threads} threads, ${machine.cpu} (${machine.cores} cores); matmul ${matmul.toFixed(1)} GFLOP/s; load average ${machine.loadAverageAtStart.map((l) => l.toFixed(1)).join(' ')}`,
   );
-  const plan: { cfg: string; imgsz: number; batch: number; steps: number }[] = [];
+  const plan: { cfg: string; imgsz: number; batch: number; steps: number; repeat: number }[] = [];
+  const repeat = Number(arg('repeat', matrix ? '1' : '3'));
   if (matrix) {
     // The issue's matrix; fewer measured steps where one step takes seconds.
     for (const cfg of ['yolov5n', 'yolov5s'])
       for (const imgsz of [320, 640])
         for (const batch of [8, 16]) {
           const heavy = (cfg === 'yolov5s' ? 4 : 1) * (imgsz / 320) ** 2 * (batch / 8);
-          plan.push({ cfg, imgsz, batch, steps: heavy >= 8 ? 4 : heavy >= 4 ? 6 : 10 });
+          plan.push({ cfg, imgsz, batch, steps: heavy >= 8 ? 4 : heavy >= 4 ? 6 : 10, repeat });
         }
   } else {
     plan.push({
@@ -284,12 +308,13 @@ async function main(): Promise<void> {
       imgsz: Number(arg('img', '256')),
       batch: Number(arg('batch', '16')),
       steps: Number(arg('steps', '12')),
+      repeat,
     });
   }
   const configs: ConfigResult[] = [];
   const detected = new Map<string, DetectLatency>();
   for (const p of plan) {
-    const c = runTraining(p.cfg, p.imgsz, p.batch, p.steps, freezes);
+    const c = runTraining(p.cfg, p.imgsz, p.batch, p.steps, freezes, p.repeat);
     if (detectRuns > 0) {
       const key = `${p.cfg}@${p.imgsz}`;
       if (!detected.has(key)) detected.set(key, runDetect(p.cfg, p.imgsz, detectRuns));
