@@ -5,11 +5,10 @@
  *   node dist-test/scripts/bench-detect.js [--cfg yolov5s] [--img 640] [--runs 10] [--out bench/detect-cpu.json]
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { detectImages } from '../lib/detect';
 import { loadModel } from '../lib/model';
-import { native } from '../lib/native';
+import { describeMachine } from './machine';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -58,14 +57,7 @@ async function main(): Promise<void> {
   }
   const base = rows[0]!.msPerImage as number;
   for (const r of rows) r.ratio = (r.msPerImage as number) / base;
-  const machine = {
-    cpus: os.cpus().length,
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    memoryGB: Math.round(os.totalmem() / 2 ** 30),
-    node: process.version,
-    libtorch: native().libtorchVersion,
-    threads: native().getThreads(),
-  };
+  const machine = describeMachine();
   console.log(
     `detect latency: ${cfg} at ${imgsz} (640x480 input, batch 1), ${runs} runs, ${machine.threads} threads, ${machine.cpu}`,
   );

@@ -22,6 +22,7 @@ import { readHyp } from '../lib/hyp';
 import { ensureSyntheticDataset } from '../lib/synthetic';
 import { readDataConfig } from '../lib/data';
 import { loadSplit } from '../lib/val';
+import { describeMachine } from './machine';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -279,13 +280,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < 3; i++)
     matmul = Math.max(matmul, addon.matmulGflops(1024, 10), addon.matmulGflops(2048, 3));
   const machine = {
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    cores: os.availableParallelism(),
-    memoryGB: Math.round(os.totalmem() / 2 ** 30),
-    node: process.version,
-    libtorch: addon.libtorchVersion,
-    threads: addon.getThreads(),
-    cuda: addon.cudaInfo(),
+    ...describeMachine(),
     matmulGflops: matmul,
     loadAverageAtStart: os.loadavg(),
   };

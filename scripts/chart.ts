@@ -107,31 +107,25 @@ class Canvas {
     }
   }
 
-  /** Text in the 5×7 font at `scale` pixels per dot; returns the width drawn. */
-  text(x: number, y: number, s: string, c: readonly number[], scale = 2): number {
-    let cx = x;
+  /**
+   * Text in the 5×7 font at `scale` pixels per dot, left to right from (x, y) or, with `up`,
+   * bottom to top from (x, y) (a y-axis label). Returns the length drawn along the text.
+   */
+  text(x: number, y: number, s: string, c: readonly number[], scale = 2, up = false): number {
+    let along = 0;
     for (const ch of s.toUpperCase()) {
       const glyph = FONT[ch] ?? FONT[' ']!;
       for (let row = 0; row < 7; row++)
-        for (let col = 0; col < 5; col++)
-          if (glyph[row]![col] === '#')
-            this.rect(cx + col * scale, y + row * scale, scale, scale, c);
-      cx += 6 * scale;
+        for (let col = 0; col < 5; col++) {
+          if (glyph[row]![col] !== '#') continue;
+          const dx = along + col * scale;
+          const dy = row * scale;
+          if (up) this.rect(x + dy, y - dx, scale, scale, c);
+          else this.rect(x + dx, y + dy, scale, scale, c);
+        }
+      along += 6 * scale;
     }
-    return cx - x;
-  }
-
-  /** Text drawn bottom-to-top (a y-axis label). */
-  textUp(x: number, y: number, s: string, c: readonly number[], scale = 2): void {
-    let cy = y;
-    for (const ch of s.toUpperCase()) {
-      const glyph = FONT[ch] ?? FONT[' ']!;
-      for (let row = 0; row < 7; row++)
-        for (let col = 0; col < 5; col++)
-          if (glyph[row]![col] === '#')
-            this.rect(x + row * scale, cy - col * scale, scale, scale, c);
-      cy -= 6 * scale;
-    }
+    return along;
   }
 }
 
@@ -239,7 +233,7 @@ export function lineChartPng(series: Series[], o: ChartOptions): Buffer {
   const titleScale = textWidth(o.title, 3) <= W - 20 ? 3 : 2;
   c.text((W - textWidth(o.title, titleScale)) / 2, 15, o.title, ink, titleScale);
   c.text(left + (pw - textWidth(o.xLabel)) / 2, H - 30, o.xLabel, ink);
-  c.textUp(20, top + (ph + textWidth(o.yLabel)) / 2, o.yLabel, ink);
+  c.text(20, top + (ph + textWidth(o.yLabel)) / 2, o.yLabel, ink, 2, true);
 
   for (const s of series) {
     for (let i = 1; i < s.points.length; i++) {

@@ -14,12 +14,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { native } from '../lib/native';
 import { SHAPES_A, SHAPES_B, ensureSyntheticDataset } from '../lib/synthetic';
 import { train, type EpochRecord, type TrainOptions } from '../lib/train';
 import { lineChartPng, type Series } from './chart';
+import { describeMachine } from './machine';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -118,16 +117,7 @@ async function main(): Promise<void> {
   const out = path.resolve(arg('out', path.join('docs', 'freeze-study', 'results')));
   const dataA = await ensureSyntheticDataset(SHAPES_A);
   const dataB = await ensureSyntheticDataset(SHAPES_B);
-  const addon = native();
-  const machine = {
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    cores: os.availableParallelism(),
-    memoryGB: Math.round(os.totalmem() / 2 ** 30),
-    node: process.version,
-    libtorch: addon.libtorchVersion,
-    threads: addon.getThreads(),
-    cuda: addon.cudaInfo(),
-  };
+  const machine = describeMachine();
   const common = { cfg, imgsz, batch, seed, project: runs, existOk: false };
   const started = new Date().toISOString();
 

@@ -39,6 +39,15 @@ function sh(cmd, args, cwd, extra = {}) {
   return r.stdout;
 }
 
+/** `npx yolo5 detect` on a fixture image through the installed package; checks what it found. */
+function detectFixture(proj, project, extra = {}) {
+  const weights = path.join(fixtures, 'yolov5n-shapes5.pt');
+  const image = path.join(fixtures, 'shapes5', 'images', 'val', '00000.jpg');
+  const args = ['--no-install', 'yolo5', 'detect', '--weights', weights, '--source', image];
+  const out = sh('npx', [...args, '--img', '256', '--project', project], proj, extra);
+  assert.match(out, /00000\.jpg: 256x256 1 ellipse, 1 cross/);
+}
+
 let passed = 0;
 let failed = 0;
 function check(name, fn) {
@@ -113,24 +122,7 @@ for (const mode of modes) {
       doctor.addon.file.includes(mode === 'source' ? 'build' : 'prebuilds'),
       doctor.addon.file,
     );
-    const det = sh(
-      'npx',
-      [
-        '--no-install',
-        'yolo5',
-        'detect',
-        '--weights',
-        path.join(fixtures, 'yolov5n-shapes5.pt'),
-        '--source',
-        path.join(fixtures, 'shapes5', 'images', 'val', '00000.jpg'),
-        '--img',
-        '256',
-        '--project',
-        path.join(proj, 'runs'),
-      ],
-      proj,
-    );
-    assert.match(det, /00000\.jpg: 256x256 1 ellipse, 1 cross/);
+    detectFixture(proj, path.join(proj, 'runs'));
   });
   check(`${mode}: ESM and CommonJS consumers load and type-check`, () => {
     const esm = sh(
@@ -241,25 +233,7 @@ if (manifest && manifest.needed && manifest.needed.length && manifest.needed.eve
         doctor.libtorch.preloaded.map((f) => path.basename(f)).sort(),
         [...manifest.needed].sort(),
       );
-      const det = sh(
-        'npx',
-        [
-          '--no-install',
-          'yolo5',
-          'detect',
-          '--weights',
-          path.join(fixtures, 'yolov5n-shapes5.pt'),
-          '--source',
-          path.join(fixtures, 'shapes5', 'images', 'val', '00000.jpg'),
-          '--img',
-          '256',
-          '--project',
-          path.join(proj, 'runs-lt'),
-        ],
-        proj,
-        { LIBTORCH: lt },
-      );
-      assert.match(det, /00000\.jpg: 256x256 1 ellipse, 1 cross/);
+      detectFixture(proj, path.join(proj, 'runs-lt'), { LIBTORCH: lt });
     },
   );
   check(

@@ -2,14 +2,11 @@
 // machine whose LibTorch sees a CUDA device) forward, val, detect and training on device 0
 // against the CPU. The CUDA tests skip without CUDA.
 import * as assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { parseDevice } from '../lib/device';
 import { Yolo5Error } from '../lib/errors';
 import { detect, loadModel, runtimeInfo, train, val } from '../lib/index';
-import { packageRoot } from '../lib/paths';
-import { fixture, golden, readBin, relMaxDiff, tempDir } from './helpers';
+import { fixture, golden, readBin, relMaxDiff, runCli, tempDir } from './helpers';
 
 const cuda = runtimeInfo().cuda;
 const noCuda = cuda.available ? false : 'no CUDA device visible to this LibTorch';
@@ -52,24 +49,18 @@ test(
           /CUDA is not available to LibTorch .*use cpu/.test(e.message),
       );
     }
-    const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js');
-    const r = spawnSync(
-      process.execPath,
-      [
-        cli,
-        'val',
-        '--weights',
-        weights,
-        '--data',
-        data,
-        '--img',
-        '128',
-        '--device',
-        '0',
-        '--project',
-        tempDir(),
-      ],
-      { encoding: 'utf8', cwd: packageRoot() },
+    const r = runCli(
+      'val',
+      '--weights',
+      weights,
+      '--data',
+      data,
+      '--img',
+      '128',
+      '--device',
+      '0',
+      '--project',
+      tempDir(),
     );
     assert.equal(r.status, 1, r.stdout + r.stderr);
     assert.match(r.stderr, /device "0": CUDA is not available/);

@@ -1,4 +1,5 @@
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -46,6 +47,17 @@ export function readBin(ref: BinRef): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = buf.readFloatLE(i * 4);
   return out;
+}
+
+/** Runs the built CLI (`yolo5 …`) in the package root; its exit status and output. */
+export function runCli(...args: string[]): {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+} {
+  const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js');
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', cwd: packageRoot() });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** A fresh temporary folder for a test's outputs (never next to the fixtures). */

@@ -1,13 +1,11 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { val } from '../lib/index';
 import { labelPathFor, readDataConfig, readLabels } from '../lib/data';
 import { loadSplit, rectBatches } from '../lib/val';
-import { packageRoot } from '../lib/paths';
-import { fixture, golden, goldenModel, tempDir } from './helpers';
+import { fixture, golden, goldenModel, runCli, tempDir } from './helpers';
 
 const g = golden();
 const gv = g.val as {
@@ -152,28 +150,22 @@ test('yolo5 val CLI prints the table and writes the run folder', () => {
   const dir = tempDir();
   const cfg = path.join(dir, 'model.yaml');
   fs.writeFileSync(cfg, JSON.stringify(g.yaml));
-  const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js');
-  const r = spawnSync(
-    process.execPath,
-    [
-      cli,
-      'val',
-      '--weights',
-      fixture('yolov5n-shapes5.state_dict.pt'),
-      '--cfg',
-      cfg,
-      '--data',
-      fixture('shapes5', 'data.yaml'),
-      '--img',
-      '256',
-      '--save-txt',
-      '--save-json',
-      '--project',
-      dir,
-      '--name',
-      'v',
-    ],
-    { encoding: 'utf8', cwd: packageRoot() },
+  const r = runCli(
+    'val',
+    '--weights',
+    fixture('yolov5n-shapes5.state_dict.pt'),
+    '--cfg',
+    cfg,
+    '--data',
+    fixture('shapes5', 'data.yaml'),
+    '--img',
+    '256',
+    '--save-txt',
+    '--save-json',
+    '--project',
+    dir,
+    '--name',
+    'v',
   );
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /\s+all\s+64\s+237\s+0\.11\s+0\.231\s+0\.09\s+0\.0288/);
@@ -188,21 +180,14 @@ test('yolo5 val CLI prints the table and writes the run folder', () => {
     image_id: number;
   }[];
   assert.ok(preds.length > 0 && typeof preds[0]!.image_id === 'number');
-  const bad = spawnSync(
-    process.execPath,
-    [
-      cli,
-      'val',
-      '--weights',
-      fixture('yolov5n-shapes5.state_dict.pt'),
-      '--cfg',
-      cfg,
-      '--data',
-      path.join(dir, 'nope.yaml'),
-    ],
-    {
-      encoding: 'utf8',
-    },
+  const bad = runCli(
+    'val',
+    '--weights',
+    fixture('yolov5n-shapes5.state_dict.pt'),
+    '--cfg',
+    cfg,
+    '--data',
+    path.join(dir, 'nope.yaml'),
   );
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /Data file ".*nope\.yaml" not found/);
