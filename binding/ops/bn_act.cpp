@@ -480,6 +480,9 @@ torch::Tensor batch_norm_act(torch::nn::BatchNorm2d& bn, const torch::Tensor& in
   }
   double momentum = 0;
   if (training) {
+    // As LibTorch's BatchNorm: batch statistics need more than one value per channel.
+    TORCH_CHECK(x.size(0) * x.size(2) * x.size(3) > 1,
+                "Expected more than 1 value per channel when training, got input size ", x.sizes());
     torch::NoGradGuard no_grad;
     bn->num_batches_tracked.add_(1);
     momentum = o.momentum().has_value()
