@@ -150,12 +150,11 @@ test('yolo5 val CLI prints the table and writes the run folder', () => {
   const dir = tempDir();
   const cfg = path.join(dir, 'model.yaml');
   fs.writeFileSync(cfg, JSON.stringify(g.yaml));
+  // A plain state dict needs its model yaml.
+  const model = ['--weights', fixture('yolov5n-shapes5.state_dict.pt'), '--cfg', cfg];
   const r = runCli(
     'val',
-    '--weights',
-    fixture('yolov5n-shapes5.state_dict.pt'),
-    '--cfg',
-    cfg,
+    ...model,
     '--data',
     fixture('shapes5', 'data.yaml'),
     '--img',
@@ -180,15 +179,7 @@ test('yolo5 val CLI prints the table and writes the run folder', () => {
     image_id: number;
   }[];
   assert.ok(preds.length > 0 && typeof preds[0]!.image_id === 'number');
-  const bad = runCli(
-    'val',
-    '--weights',
-    fixture('yolov5n-shapes5.state_dict.pt'),
-    '--cfg',
-    cfg,
-    '--data',
-    path.join(dir, 'nope.yaml'),
-  );
+  const bad = runCli('val', ...model, '--data', path.join(dir, 'nope.yaml'));
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /Data file ".*nope\.yaml" not found/);
 });

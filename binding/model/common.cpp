@@ -91,17 +91,14 @@ ConvImpl::ConvImpl(const ConvOptions& o, const Activation& act) : act_(act), use
 torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
   auto y = counted(conv, x);
   if (!fused_) {
+    count_flops(bn, y);
     // BatchNorm and SiLU (or no activation) in one fused CPU kernel where it applies.
-    const bool fusable = !use_act_ || act_.kind == "SiLU" || act_.kind == "Identity";
-    if (fusable) {
-      count_flops(bn, y);
+    if (!use_act_ || act_.kind == "SiLU" || act_.kind == "Identity") {
       auto z = batch_norm_act(
           bn, y, use_act_ && act_.kind == "SiLU" ? FusedAct::SiLU : FusedAct::Identity, true);
       if (z.defined()) return z;
-      y = bn->forward(y);
-    } else {
-      y = counted(bn, y);
     }
+    y = bn->forward(y);
   }
   if (!use_act_) return y;
   // y is this call's own fresh tensor: without autograd (inference, a frozen prefix) the
