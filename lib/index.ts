@@ -1,15 +1,17 @@
 /**
  * yolo5 — YOLOv5 (v7.0) training, validation and detection for Node.js on LibTorch.
  */
-import { loadModel, type LoadModelOptions, type ParameterInfo } from './model';
-import type { FreezeSpec } from './freeze';
+import { type LoadModelOptions, type ParameterInfo } from './model/model';
+import { loadModel } from './model/load';
+import type { FreezeSpec } from './model/freeze';
 
-export { loadModel, Model } from './model';
-export { Ensemble } from './ensemble';
-export type { Predictor } from './ensemble';
-export { detect, detectImages } from './detect';
-export { val } from './val';
-export { load, Results } from './hub';
+export { Model } from './model/model';
+export { loadModel } from './model/load';
+export { Ensemble } from './model/ensemble';
+export type { Predictor } from './model/ensemble';
+export { detect, detectImages } from './predict/detect';
+export { val } from './val/val';
+export { load, Results } from './predict/hub';
 export type {
   CallOptions as HubCallOptions,
   Crop,
@@ -18,11 +20,11 @@ export type {
   HubModel,
   LoadOptions as HubLoadOptions,
   RenderOptions,
-} from './hub';
-export type { PruneLayer, PruneResult } from './prune';
-export { train, TrainRun } from './train';
-export type { BatchEvent, EpochRecord, TrainOptions, TrainResult } from './train';
-export { evolve, EvolveRun, EVOLVE_META, mutateHyp, selectParent } from './evolve';
+} from './predict/hub';
+export type { PruneLayer, PruneResult } from './model/prune';
+export { train, TrainRun } from './train/train';
+export type { BatchEvent, EpochRecord, TrainOptions, TrainResult } from './train/train';
+export { evolve, EvolveRun, EVOLVE_META, mutateHyp, selectParent } from './train/evolve';
 export type {
   EvolveBatchEvent,
   EvolveEpochEvent,
@@ -31,13 +33,13 @@ export type {
   EvolveOptions,
   EvolveResult,
   EvolveRow,
-} from './evolve';
-export type { Hyp } from './hyp';
-export type { ClassMetrics, ValMetrics, ValOptions, ValResult } from './val';
+} from './train/evolve';
+export type { Hyp } from './config/hyp';
+export type { ClassMetrics, ValMetrics, ValOptions, ValResult } from './val/val';
 export { exportModel, EXPORT_FORMATS } from './export';
 export type { ExportFormat, ExportOptions, ExportResult } from './export';
-export { readDataConfig } from './data';
-export type { DataConfig } from './data';
+export { readDataConfig } from './config/data';
+export type { DataConfig } from './config/data';
 export type {
   Box,
   DetectOptions,
@@ -46,22 +48,22 @@ export type {
   DetectSpeed,
   ImageInput,
   RawImage,
-} from './detect';
+} from './predict/detect';
 export type {
   ForwardResult,
-  LoadEnsembleOptions,
   LoadModelOptions,
   ModelInfo,
   ParameterInfo,
   StateEntryInfo,
   Tensor,
   TransferReport,
-} from './model';
-export type { FreezeSpec } from './freeze';
-export type { ModelConfig } from './config';
+} from './model/model';
+export type { LoadEnsembleOptions } from './model/load';
+export type { FreezeSpec } from './model/freeze';
+export type { ModelConfig } from './config/model';
 export { Yolo5Error } from './errors';
 export type { Yolo5ErrorCode } from './errors';
-export { version, runtimeInfo } from './runtime';
+export { version, runtimeInfo } from './native/runtime';
 
 export interface NamedParametersOptions extends LoadModelOptions {
   /** Freeze before listing, as training would. */

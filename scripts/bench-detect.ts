@@ -6,8 +6,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { detectImages } from '../lib/detect';
-import { loadModel } from '../lib/model';
+import { detectImages } from '../lib/predict/detect';
+import { loadModel } from '../lib/model/load';
 import { describeMachine } from './machine';
 
 function arg(name: string, fallback: string): string {

@@ -16,12 +16,12 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadModel } from '../lib/model';
-import { native, type NativeBatchProgress, type NativeStepTimes } from '../lib/native';
-import { readHyp } from '../lib/hyp';
-import { ensureSyntheticDataset } from '../lib/synthetic';
-import { readDataConfig } from '../lib/data';
-import { loadSplit } from '../lib/val';
+import { loadModel } from '../lib/model/load';
+import { native, type NativeBatchProgress, type NativeStepTimes } from '../lib/native/addon';
+import { readHyp } from '../lib/config/hyp';
+import { ensureSyntheticDataset } from '../lib/data/synthetic';
+import { readDataConfig } from '../lib/config/data';
+import { loadSplit } from '../lib/data/split';
 import { describeMachine } from './machine';
 
 function arg(name: string, fallback: string): string {

@@ -15,8 +15,8 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SHAPES_A, SHAPES_B, ensureSyntheticDataset } from '../lib/synthetic';
-import { train, type EpochRecord, type TrainOptions } from '../lib/train';
+import { SHAPES_A, SHAPES_B, ensureSyntheticDataset } from '../lib/data/synthetic';
+import { train, type EpochRecord, type TrainOptions } from '../lib/train/train';
 import { lineChartPng, type Series } from './chart';
 import { describeMachine } from './machine';
 

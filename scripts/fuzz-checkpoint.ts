@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { Yolo5Error } from '../lib/errors';
-import { parseCheckpoint } from '../lib/checkpoint/index';
+import { parseCheckpoint } from '../lib/checkpoint';
 import { ZipReader, zipToBuffer } from '../lib/checkpoint/zip';
 import { fixture } from '../test/helpers';
 

@@ -24,7 +24,7 @@ function main() {
     // Test-load in a child process, through the package's own loader where it is built (it picks
     // the CUDA build on a GPU machine, finds and checks LibTorch): a binary that does not fit
     // (wrong LibTorch, bad CUDA library) must not crash this one.
-    const loader = path.join(root, 'dist', 'native.js');
+    const loader = path.join(root, 'dist', 'native', 'addon.js');
     const code = fs.existsSync(loader)
       ? `const n = require(${JSON.stringify(loader)}); const a = n.native(); const o = n.addonOrigin();` +
         ' process.stdout.write(JSON.stringify({ ...a.buildInfo(), kind: o.kind, source: o.libtorch ? o.libtorch.source : "" }))'

@@ -1,6 +1,6 @@
 /** The machine a benchmark or study ran on, as recorded beside its results. */
 import * as os from 'node:os';
-import { native } from '../lib/native';
+import { native } from '../lib/native/addon';
 
 export interface MachineDescription {
   cpu: string;

@@ -37,7 +37,7 @@ if (probe.status !== 0) {
 }
 const info = JSON.parse(probe.stdout);
 // CUDA builds go to their own folder: node-gyp-build never picks `<platform>-<arch>-cuda`; the
-// loader (lib/libtorch.ts) chooses it only where an NVIDIA driver and a CUDA LibTorch are found.
+// loader (lib/native/libtorch.ts) chooses it only where an NVIDIA driver and a CUDA LibTorch are found.
 const tuple = `${process.platform}-${process.arch}${info.cudaLinked ? '-cuda' : ''}`;
 const dir = path.join(root, 'prebuilds', tuple);
 fs.mkdirSync(path.join(dir, 'preload'), { recursive: true });

@@ -1,9 +1,10 @@
-// The fused BatchNorm + SiLU CPU kernel (binding/ops/bn_act.*) against LibTorch's own BatchNorm
+// The fused BatchNorm + SiLU CPU kernel (binding/kernels/bn_act.*) against LibTorch's own BatchNorm
 // and SiLU on the same weights and batch: loss, every gradient, running statistics, outputs.
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { loadModel, type Model } from '../lib/model';
-import { native } from '../lib/native';
+import { type Model } from '../lib/model/model';
+import { loadModel } from '../lib/model/load';
+import { native } from '../lib/native/addon';
 import { fixture, golden, readBin, relMaxDiff } from './helpers';
 
 const g = golden();

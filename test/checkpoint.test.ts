@@ -12,13 +12,8 @@ import {
   toFloat32,
   toHalf,
   writeCheckpoint,
-} from '../lib/checkpoint/index';
-import type {
-  Checkpoint,
-  HostTensor,
-  StateDict,
-  Yolo5CheckpointData,
-} from '../lib/checkpoint/index';
+} from '../lib/checkpoint';
+import type { Checkpoint, HostTensor, StateDict, Yolo5CheckpointData } from '../lib/checkpoint';
 import { ZipReader, crc32, crc32Table, zipToBuffer } from '../lib/checkpoint/zip';
 import { fixture, golden, tempDir } from './helpers';
 

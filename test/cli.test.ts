@@ -3,8 +3,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { packageRoot } from '../lib/paths';
-import { runtimeInfo } from '../lib/runtime';
+import { packageRoot } from '../lib/native/paths';
+import { runtimeInfo } from '../lib/native/runtime';
 
 const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js');
 

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { loadModel, Yolo5Error } from '../lib/index';
+import { loadModel, Yolo5Error } from '../lib';
 import { tempDir } from './helpers';
 
 const dir = tempDir('yolo5-config-');

@@ -3,10 +3,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
-import { detect } from '../lib/index';
-import { detectImages } from '../lib/detect';
-import { native } from '../lib/native';
-import { packageRoot } from '../lib/paths';
+import { detect } from '../lib';
+import { detectImages } from '../lib/predict/detect';
+import { native } from '../lib/native/addon';
+import { packageRoot } from '../lib/native/paths';
 import { fixture, golden, goldenModel, tempDir } from './helpers';
 
 interface GoldenDetect {

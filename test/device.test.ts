@@ -3,9 +3,9 @@
 // against the CPU. The CUDA tests skip without CUDA.
 import * as assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseDevice } from '../lib/device';
+import { parseDevice } from '../lib/native/device';
 import { Yolo5Error } from '../lib/errors';
-import { detect, loadModel, runtimeInfo, train, val } from '../lib/index';
+import { detect, loadModel, runtimeInfo, train, val } from '../lib';
 import { fixture, golden, readBin, relMaxDiff, runCli, tempDir } from './helpers';
 
 const cuda = runtimeInfo().cuda;

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import * as yaml from 'js-yaml';
-import { readModelConfig } from '../lib/config';
+import { readModelConfig } from '../lib/config/model';
 import {
   EVOLVE_META,
   EVOLVE_RESULT_COLUMNS,
@@ -17,12 +17,12 @@ import {
   type EvolveKey,
   type EvolveOptions,
   type EvolveRow,
-} from '../lib/evolve';
-import { HYP_KEYS, readHyp } from '../lib/hyp';
-import { loadModel } from '../lib/model';
-import { mulberry32 } from '../lib/random';
-import { ensureSyntheticDataset } from '../lib/synthetic';
-import { train } from '../lib/train';
+} from '../lib/train/evolve';
+import { HYP_KEYS, readHyp } from '../lib/config/hyp';
+import { loadModel } from '../lib/model/load';
+import { mulberry32 } from '../lib/train/random';
+import { ensureSyntheticDataset } from '../lib/data/synthetic';
+import { train } from '../lib/train/train';
 import { tempDir } from './helpers';
 
 const ALL = evolveKeys(false);

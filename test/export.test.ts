@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { exportModel, loadModel, Yolo5Error, type Model } from '../lib/index';
+import { exportModel, loadModel, Yolo5Error, type Model } from '../lib';
 import { ProtoWriter } from '../lib/export/protobuf';
 import { goldenModel, relMaxDiff, tempDir } from './helpers';
 

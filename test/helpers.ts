@@ -3,8 +3,9 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { packageRoot } from '../lib/paths';
-import { loadModel, type Model } from '../lib/model';
+import { packageRoot } from '../lib/native/paths';
+import { type Model } from '../lib/model/model';
+import { loadModel } from '../lib/model/load';
 
 // Caches (label verification, the synthetic data set) go to a fresh folder, not the user's.
 process.env.YOLO5_CACHE ??= fs.mkdtempSync(path.join(os.tmpdir(), 'yolo5-cache-'));

@@ -2,9 +2,9 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import * as yolo5 from '../lib/index';
-import { detectImages } from '../lib/detect';
-import { native } from '../lib/native';
+import * as yolo5 from '../lib';
+import { detectImages } from '../lib/predict/detect';
+import { native } from '../lib/native/addon';
 import { fixture, tempDir } from './helpers';
 
 const checkpoint = fixture('yolov5n-shapes5.pt');

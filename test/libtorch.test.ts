@@ -1,11 +1,11 @@
-// Choosing the addon binary and its LibTorch (lib/libtorch.ts) on made-up folders: version files,
+// Choosing the addon binary and its LibTorch (lib/native/libtorch.ts) on made-up folders: version files,
 // the search order, the manifest check and its messages, the CUDA build's folder. The real load
 // through the preload helper is checked by scripts/install-test.js (CI).
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { chooseAddon, libtorchVersion, type LoadEnvironment } from '../lib/libtorch';
+import { chooseAddon, libtorchVersion, type LoadEnvironment } from '../lib/native/libtorch';
 import { tempDir } from './helpers';
 
 function touch(file: string, text = ''): void {

@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { loadModel } from '../lib/index';
-import type { LossHyp } from '../lib/native';
+import { loadModel } from '../lib';
+import type { LossHyp } from '../lib/native/addon';
 import { fixture, golden, readBin } from './helpers';
 
 const g = golden();

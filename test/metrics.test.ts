@@ -1,4 +1,4 @@
-import { mulberry32 } from '../lib/random';
+import { mulberry32 } from '../lib/train/random';
 import * as assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Yolo5Error } from '../lib/errors';
@@ -17,7 +17,7 @@ import {
   pairwiseSum,
   roundHalfEven,
   smooth,
-} from '../lib/metrics';
+} from '../lib/val/metrics';
 
 // Exact values below marked "numpy" were computed with numpy 2.4 (np.interp, np.trapezoid,
 // np.convolve, ndarray.mean) from the same inputs.

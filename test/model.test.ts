@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { describe, test } from 'node:test';
-import { loadModel, namedParameters, Yolo5Error } from '../lib/index';
+import { loadModel, namedParameters, Yolo5Error } from '../lib';
 import { fixture, golden, readBin, relMaxDiff } from './helpers';
 
 interface KeyList {

@@ -3,10 +3,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { loadModel, val, type Model } from '../lib/index';
-import { readModelConfig } from '../lib/config';
+import { loadModel, val, type Model } from '../lib';
+import { readModelConfig } from '../lib/config/model';
 import { defaultPrunedPath } from '../lib/cli/prune';
-import { packageRoot } from '../lib/paths';
+import { packageRoot } from '../lib/native/paths';
 import { fixture, tempDir } from './helpers';
 
 const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js');

@@ -3,7 +3,8 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { labelPathFor, listImages, readDataConfig, readLabels } from '../lib/data';
+import { readDataConfig } from '../lib/config/data';
+import { labelPathFor, listImages, readLabels } from '../lib/data/labels';
 import { Yolo5Error } from '../lib/errors';
 import {
   ensureSyntheticDataset,
@@ -12,7 +13,7 @@ import {
   SHAPES_B,
   syntheticCacheDir,
   type SyntheticSpec,
-} from '../lib/synthetic';
+} from '../lib/data/synthetic';
 import { tempDir } from './helpers';
 
 const TINY: SyntheticSpec = {
@@ -147,7 +148,7 @@ describe('synthetic data sets', () => {
   test('processes generating the same data set at once leave one complete copy', async () => {
     const dir = tempDir('yolo5-synthetic-procs-');
     const spec = { ...TINY, name: 'procs', train: 12 };
-    const lib = path.join(__dirname, '..', 'lib', 'synthetic.js');
+    const lib = path.join(__dirname, '..', 'lib', 'data', 'synthetic.js');
     const script =
       `require(${JSON.stringify(lib)}).ensureSyntheticDataset(${JSON.stringify(spec)}, ` +
       `${JSON.stringify(dir)}).then((y) => console.log(y), (e) => { console.error(e); process.exit(1); });`;

@@ -4,10 +4,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { readCheckpoint } from '../lib/checkpoint';
-import { loadModel, runtimeInfo, train, type TrainOptions } from '../lib/index';
-import { readHyp } from '../lib/hyp';
-import { imageWeights } from '../lib/train';
-import { packageRoot } from '../lib/paths';
+import { loadModel, runtimeInfo, train, type TrainOptions } from '../lib';
+import { readHyp } from '../lib/config/hyp';
+import { imageWeights } from '../lib/train/train';
+import { packageRoot } from '../lib/native/paths';
 import { fixture, tempDir } from './helpers';
 
 const data = fixture('shapes5', 'data.yaml');

@@ -3,8 +3,8 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { readCheckpoint } from '../lib/checkpoint';
-import { detect, loadModel, train } from '../lib/index';
-import { packageRoot } from '../lib/paths';
+import { detect, loadModel, train } from '../lib';
+import { packageRoot } from '../lib/native/paths';
 import { fixture, golden, readBin, relMaxDiff, tempDir } from './helpers';
 
 const g = golden();

@@ -3,10 +3,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { detect, Ensemble, loadModel, val, Yolo5Error, type Box } from '../lib/index';
-import type { Model } from '../lib/model';
-import { native, type NativePredictOptions } from '../lib/native';
-import { packageRoot } from '../lib/paths';
+import { detect, Ensemble, loadModel, val, Yolo5Error, type Box } from '../lib';
+import type { Model } from '../lib/model/model';
+import { native, type NativePredictOptions } from '../lib/native/addon';
+import { packageRoot } from '../lib/native/paths';
 import { fixture, golden, goldenModel, tempDir } from './helpers';
 
 const g = golden();

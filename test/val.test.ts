@@ -2,9 +2,10 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { val } from '../lib/index';
-import { labelPathFor, readDataConfig, readLabels } from '../lib/data';
-import { loadSplit, rectBatches } from '../lib/val';
+import { val } from '../lib';
+import { readDataConfig } from '../lib/config/data';
+import { labelPathFor, readLabels } from '../lib/data/labels';
+import { loadSplit, rectBatches } from '../lib/data/split';
 import { fixture, golden, goldenModel, runCli, tempDir } from './helpers';
 
 const g = golden();

@@ -20,7 +20,7 @@
 #include "addon/model_wrap.h"
 #include "addon/worker.h"
 #include "data/jpeg.h"
-#include "ops/bn_act.h"
+#include "kernels/bn_act.h"
 
 namespace yolo5 {
 namespace {

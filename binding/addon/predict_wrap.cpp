@@ -7,7 +7,7 @@
 #include "addon/model_wrap.h"
 #include "addon/worker.h"
 #include "data/draw.h"
-#include "ops/predict.h"
+#include "infer/predict.h"
 
 namespace yolo5 {
 LossHyp to_loss_hyp(const Napi::Object& o);  // train_wrap.cpp

@@ -3,7 +3,7 @@
 #include <numeric>
 #include <stdexcept>
 
-#include "ops/bn_act.h"
+#include "kernels/bn_act.h"
 
 namespace yolo5 {
 

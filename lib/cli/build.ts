@@ -1,7 +1,7 @@
 /** `yolo5 build`: build the native addon from source (for installs that skipped install scripts). */
 import { spawnSync } from 'node:child_process';
 import { Command } from 'commander';
-import { packageRoot } from '../paths';
+import { packageRoot } from '../native/paths';
 
 export function buildCommand(): Command {
   return new Command('build')

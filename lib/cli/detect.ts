@@ -2,9 +2,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { detectImages, type DetectResult } from '../detect';
-import { native } from '../native';
-import { makeRunDir } from '../runs';
+import { detectImages, type DetectResult } from '../predict/detect';
+import { native } from '../native/addon';
+import { makeRunDir } from '../report/runs';
 import { parseInteger, parseNumber } from './options';
 
 interface DetectCliOptions {

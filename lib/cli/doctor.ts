@@ -2,8 +2,8 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { addonOrigin, native } from '../native';
-import { version } from '../runtime';
+import { addonOrigin, native } from '../native/addon';
+import { version } from '../native/runtime';
 
 /** GPU names from the NVIDIA driver's tool (LibTorch's C++ API has no device names without CUDA headers). */
 function gpuNames(): string[] {

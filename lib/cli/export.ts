@@ -11,7 +11,7 @@ import {
   MIN_OPSET,
   type ExportFormat,
 } from '../export';
-import { loadModel } from '../model';
+import { loadModel } from '../model/load';
 import { parseInteger } from './options';
 
 const DEFAULT_IMGSZ = [640];

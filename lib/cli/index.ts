@@ -2,7 +2,7 @@
 /** The `yolo5` command: each subcommand is its own file calling the public API. */
 import { Command, CommanderError } from 'commander';
 import { Yolo5Error } from '../errors';
-import { version } from '../runtime';
+import { version } from '../native/runtime';
 import { buildCommand } from './build';
 import { detectCommand } from './detect';
 import { doctorCommand } from './doctor';

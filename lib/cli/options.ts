@@ -1,6 +1,6 @@
 /** Parsers shared by CLI commands: each rejects a bad value with the flag and the value. */
 import { InvalidArgumentError } from 'commander';
-import type { FreezeSpec } from '../freeze';
+import type { FreezeSpec } from '../model/freeze';
 
 export function parseInteger(name: string, min: number) {
   return (value: string): number => {

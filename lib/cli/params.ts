@@ -1,7 +1,7 @@
 /** `yolo5 params`: every parameter's name, shape and whether it trains, then a summary. */
 import { Command } from 'commander';
 import { loadCheckpoint } from '../checkpoint';
-import { loadModel } from '../model';
+import { loadModel } from '../model/load';
 import { freezeSpecFromArgs, parseInteger } from './options';
 
 interface ParamsOptions {

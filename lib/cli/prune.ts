@@ -3,8 +3,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { Yolo5Error } from '../errors';
-import { loadModel } from '../model';
-import { describePrune } from '../prune';
+import { loadModel } from '../model/load';
+import { describePrune } from '../model/prune';
 
 interface PruneCliOptions {
   weights: string;

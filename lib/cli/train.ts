@@ -4,8 +4,8 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { Yolo5Error } from '../errors';
-import { evolve } from '../evolve';
-import { train, type BatchEvent, type TrainOptions } from '../train';
+import { evolve } from '../train/evolve';
+import { train, type BatchEvent, type TrainOptions } from '../train/train';
 import { freezeSpecFromArgs, parseInteger, parseNumber } from './options';
 
 interface TrainCliOptions {

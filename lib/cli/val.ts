@@ -1,6 +1,6 @@
 /** `yolo5 val`: the reference's metrics table on a data set split, saved in runs/val/exp*. */
 import { Command } from 'commander';
-import { val } from '../val';
+import { val } from '../val/val';
 import { parseInteger, parseNumber } from './options';
 
 interface ValCliOptions {

@@ -4,7 +4,7 @@
  * into the convolution before it, and Detect's eval-mode decode in the graph.
  */
 import { Yolo5Error, show } from '../errors';
-import type { NativeArg, NativeLayerSpec, NativeModelSpec } from '../native';
+import type { NativeArg, NativeLayerSpec, NativeModelSpec } from '../native/addon';
 import { FLOAT, OnnxGraph } from './onnx';
 
 /** BatchNorm epsilon of every YOLOv5 BatchNorm (set when the model is built). */

@@ -6,10 +6,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { resolveModel } from '../config';
+import { resolveModel } from '../config/model';
 import { Yolo5Error, show } from '../errors';
-import type { Model } from '../model';
-import { version } from '../runtime';
+import type { Model } from '../model/model';
+import { version } from '../native/runtime';
 import { buildGraph, type StateTensor } from './graph';
 
 /** Formats `exportModel` writes. */

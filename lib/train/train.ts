@@ -8,14 +8,15 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as yaml from 'js-yaml';
-import { loadCheckpoint, type HostTensor, type Picklable } from './checkpoint';
-import { writeCheckpointAsync } from './checkpoint-worker';
-import { readDataConfig, type DataConfig } from './data';
-import { Yolo5Error, show } from './errors';
-import type { DeviceSpec } from './device';
-import type { FreezeSpec } from './freeze';
-import { readHyp, type Hyp } from './hyp';
-import { loadModel, type Model } from './model';
+import { loadCheckpoint, type HostTensor, type Picklable } from '../checkpoint';
+import { writeCheckpointAsync } from '../checkpoint/worker';
+import { readDataConfig, type DataConfig } from '../config/data';
+import { Yolo5Error, show } from '../errors';
+import type { DeviceSpec } from '../native/device';
+import type { FreezeSpec } from '../model/freeze';
+import { readHyp, type Hyp } from '../config/hyp';
+import { type Model } from '../model/model';
+import { loadModel } from '../model/load';
 import type {
   LossHyp,
   NativeBatchProgress,
@@ -23,14 +24,15 @@ import type {
   NativeOptimizerBuffer,
   NativeTrainer,
   TypedData,
-} from './native';
-import { native, nativeCall } from './native';
-import { checkBoolean, checkImageSize, checkInteger } from './options';
-import { makeRunDir } from './runs';
-import { version } from './runtime';
-import { loadSplit, val, type ValResult } from './val';
+} from '../native/addon';
+import { native, nativeCall } from '../native/addon';
+import { checkBoolean, checkImageSize, checkInteger } from '../options';
+import { makeRunDir } from '../report/runs';
+import { version } from '../native/runtime';
+import { loadSplit } from '../data/split';
+import { val, type ValResult } from '../val/val';
 import { checkAnchors } from './autoanchor';
-import { toNativeData } from './weights';
+import { toNativeData } from '../model/weights';
 
 export interface TrainOptions {
   /** Data yaml; default: the built-in synthetic data set (generated on first use). */
@@ -355,7 +357,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
   // The generator loads only when the built-in data set is used.
   const dataFile =
     opts.data ??
-    (await (await import('./synthetic')).ensureSyntheticDataset(undefined, undefined, log));
+    (await (await import('../data/synthetic')).ensureSyntheticDataset(undefined, undefined, log));
   if (opts.data === undefined && !resumeFile) {
     // The built-in set is 256 px shapes: a small model at its native size makes a quick CPU demo.
     if (opts.cfg === undefined && opts.weights === undefined) opts.cfg = 'yolov5n.yaml';

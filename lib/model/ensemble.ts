@@ -3,9 +3,9 @@
  * (with test-time augmentation when asked) is concatenated before one NMS, as the reference's
  * ensemble does. The models must agree on their classes; the letterbox pads to the largest stride.
  */
-import { Yolo5Error } from './errors';
+import { Yolo5Error } from '../errors';
 import type { Model } from './model';
-import type { NativeImage, NativePredictOptions } from './native';
+import type { NativeImage, NativePredictOptions } from '../native/addon';
 
 /** Where a model came from, for messages: its weights file, else its config. */
 function origin(model: Model): string {

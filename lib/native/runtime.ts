@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addonOrigin, native } from './native';
+import { addonOrigin, native } from './addon';
 import { packageRoot } from './paths';
 
 /** This package's version. */

@@ -3,10 +3,10 @@
  * and our own checkpoints, all through the restricted reader in lib/checkpoint (no code runs).
  */
 import * as fs from 'node:fs';
-import { loadCheckpoint, toFloat32, type Checkpoint, type HostTensor } from './checkpoint';
-import { Yolo5Error } from './errors';
-import type { ModelConfig } from './config';
-import type { TypedData } from './native';
+import { loadCheckpoint, toFloat32, type Checkpoint, type HostTensor } from '../checkpoint';
+import { Yolo5Error } from '../errors';
+import type { ModelConfig } from '../config/model';
+import type { TypedData } from '../native/addon';
 
 export interface WeightsFile {
   file: string;

@@ -10,12 +10,12 @@ import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import * as yaml from 'js-yaml';
-import { readYamlFile } from './config';
-import { Yolo5Error, show } from './errors';
-import { readHyp, type Hyp, type HypKey } from './hyp';
-import { checkInteger } from './options';
+import { readYamlFile } from '../config/model';
+import { Yolo5Error, show } from '../errors';
+import { readHyp, type Hyp, type HypKey } from '../config/hyp';
+import { checkInteger } from '../options';
 import { gaussian, mulberry32 } from './random';
-import { makeRunDir } from './runs';
+import { makeRunDir } from '../report/runs';
 import {
   train,
   type BatchEvent,

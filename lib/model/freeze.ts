@@ -3,7 +3,7 @@
  * N → `model.0.` … `model.{N-1}.`; a list of numbers → exactly those layers; strings → name
  * prefixes, or globs when they hold `*`.
  */
-import { Yolo5Error, show } from './errors';
+import { Yolo5Error, show } from '../errors';
 
 export type FreezeSpec = number | readonly number[] | string | readonly string[];
 

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { resolveConfigPath } from './config';
+import { resolveConfigPath } from '../config/model';
 import {
   detectImages,
   resolveInputs,
@@ -16,10 +16,11 @@ import {
   type DetectSpeed,
   type ImageInput,
 } from './detect';
-import { Yolo5Error, show } from './errors';
-import { Model, loadModel, type LoadModelOptions } from './model';
-import { native, nativeCall, type NativeDrawBox, type NativeImage } from './native';
-import { checkBoolean, checkClasses, checkInteger, checkNumber } from './options';
+import { Yolo5Error, show } from '../errors';
+import { Model, type LoadModelOptions } from '../model/model';
+import { loadModel } from '../model/load';
+import { native, nativeCall, type NativeDrawBox, type NativeImage } from '../native/addon';
+import { checkBoolean, checkClasses, checkInteger, checkNumber } from '../options';
 
 export interface LoadOptions extends Omit<LoadModelOptions, 'weights' | 'cfg'> {
   /** Model yaml, for weights that are a plain state dict. */

@@ -2,13 +2,14 @@
  * `detect`: images in, boxes out in source pixels — letterbox, forward and NMS run natively off
  * the event loop; a loaded Model serves concurrent calls.
  */
-import type { DeviceSpec } from './device';
-import { Yolo5Error } from './errors';
-import { predictorStride, type Ensemble, type Predictor } from './ensemble';
-import { loadModel, type Model } from './model';
-import type { NativeImage } from './native';
-import { checkBoolean, checkClasses, checkImageSize, checkInteger, checkNumber } from './options';
-import { expandImageSources } from './sources';
+import type { DeviceSpec } from '../native/device';
+import { Yolo5Error } from '../errors';
+import { predictorStride, type Ensemble, type Predictor } from '../model/ensemble';
+import { type Model } from '../model/model';
+import { loadModel, singleOrMany } from '../model/load';
+import type { NativeImage } from '../native/addon';
+import { checkBoolean, checkClasses, checkImageSize, checkInteger, checkNumber } from '../options';
+import { expandImageSources } from '../data/sources';
 
 /** One image: a file path, an encoded image (JPEG/PNG/BMP…), or raw RGB pixels. */
 export type ImageInput = string | Uint8Array | RawImage;
@@ -92,11 +93,6 @@ export function resolveInputs(source: ImageInput | readonly ImageInput[]): Image
 
 function label(input: ImageInput): string {
   return typeof input === 'string' ? input : isRaw(input) ? 'raw' : 'buffer';
-}
-
-/** One weights file stays a single model; several make an ensemble. */
-export function singleOrMany(weights: string | readonly string[]): string | readonly string[] {
-  return Array.isArray(weights) && weights.length === 1 ? (weights[0] as string) : weights;
 }
 
 /** Runs detection; returns one result per image in input order. */

@@ -14,7 +14,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Yolo5Error } from './errors';
+import { Yolo5Error } from '../errors';
 
 export type LibTorchSource = 'LIBTORCH' | 'Torch_DIR' | 'CMAKE_PREFIX_PATH' | 'python' | 'system';
 

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Yolo5Error } from './errors';
+import { Yolo5Error } from '../errors';
 import { chooseAddon, currentEnvironment, type AddonChoice } from './libtorch';
 import { packageRoot } from './paths';
 
@@ -20,7 +20,7 @@ export interface NamedTensor extends NativeTensor {
   dtype: string;
 }
 
-/** A resolved model description (see lib/config.ts), the native builder's input. */
+/** A resolved model description (see lib/config/model.ts), the native builder's input. */
 export interface NativeLayerSpec {
   from: number[];
   module: string;

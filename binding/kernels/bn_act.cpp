@@ -1,4 +1,4 @@
-#include "ops/bn_act.h"
+#include "kernels/bn_act.h"
 
 #include <ATen/Parallel.h>
 

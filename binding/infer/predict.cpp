@@ -1,4 +1,4 @@
-#include "ops/predict.h"
+#include "infer/predict.h"
 
 #include <algorithm>
 #include <chrono>

@@ -7,9 +7,9 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cacheRoot } from './paths';
-import { Yolo5Error, show } from './errors';
-import { native } from './native';
+import { cacheRoot } from '../native/paths';
+import { Yolo5Error, show } from '../errors';
+import { native } from '../native/addon';
 
 /** 'a': vivid flat shapes on muted gradients with noise/stripes/checker; 'b': pastel or neon
  * outlined, shaded shapes on dark radial gradients with marble/dots/rings/hatching. */

@@ -1,7 +1,7 @@
 /** Image sources for detect: a file, a folder, a glob, or a list of those. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Yolo5Error, show } from './errors';
+import { Yolo5Error, show } from '../errors';
 
 export const IMAGE_EXTENSIONS = new Set([
   '.jpg',

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 
 let cachedRoot: string | undefined;
 
-/** The folder holding yolo5's package.json, found by walking up from this file (dist/ or dist-test/lib/). */
+/** The folder holding yolo5's package.json, found by walking up from this file (dist/native/ or dist-test/lib/native/). */
 export function packageRoot(): string {
   if (cachedRoot !== undefined) return cachedRoot;
   let dir = __dirname;

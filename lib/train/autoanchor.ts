@@ -3,7 +3,7 @@
  * and, below 0.98, replaces them with k-means anchors refined by a genetic search — only when
  * that improves the recall.
  */
-import type { Model } from './model';
+import type { Model } from '../model/model';
 import { gaussian, mulberry32 } from './random';
 
 interface Item {

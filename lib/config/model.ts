@@ -6,9 +6,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as yaml from 'js-yaml';
-import { Yolo5Error, show } from './errors';
-import type { NativeArg, NativeLayerSpec, NativeModelSpec } from './native';
-import { modelsDir } from './paths';
+import { Yolo5Error, show } from '../errors';
+import type { NativeArg, NativeLayerSpec, NativeModelSpec } from '../native/addon';
+import { modelsDir } from '../native/paths';
 
 export type YamlRow = [from: number | number[], number: number, module: string, args: unknown[]];
 

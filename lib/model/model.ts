@@ -2,15 +2,15 @@
  * `Model`: one native YOLOv5 model and what TypeScript may ask of it. Built from a yaml config
  * (a file, a bundled name, or the config inside a checkpoint), optionally with weights.
  */
-import { Yolo5Error, show } from './errors';
+import { Yolo5Error, show } from '../errors';
 import {
   checkModelConfig,
   readModelConfig,
   resolveModel,
   type ConfigSource,
   type ModelConfig,
-} from './config';
-import { parseDevice, type DeviceSpec } from './device';
+} from '../config/model';
+import { parseDevice, type DeviceSpec } from '../native/device';
 import { matchFreeze, type FreezeSpec } from './freeze';
 import {
   native,
@@ -19,13 +19,13 @@ import {
   type NativeImage,
   type NativeModel,
   type NativePredictOptions,
+  type NativeStateEntry,
   type NativeTensor,
   type TypedData,
-} from './native';
+} from '../native/addon';
 import { readWeights, type WeightsFile } from './weights';
-import { Ensemble } from './ensemble';
-import type { HostTensor } from './checkpoint';
-import { writeCheckpointAsync } from './checkpoint-worker';
+import type { HostTensor } from '../checkpoint';
+import { writeCheckpointAsync } from '../checkpoint/worker';
 import { pruneModel, type PruneResult } from './prune';
 
 export interface LoadModelOptions {
@@ -62,12 +62,7 @@ export interface ParameterInfo {
   requiresGrad: boolean;
 }
 
-export interface StateEntryInfo {
-  name: string;
-  shape: number[];
-  kind: 'param' | 'buffer';
-  dtype: string;
-}
+export type StateEntryInfo = NativeStateEntry;
 
 export interface ModelInfo {
   /** Module count as the reference's summary counts it (shared activation once). */
@@ -428,7 +423,7 @@ export class Model {
 
   /**
    * Global magnitude pruning: zeros the `amount` (0 < amount < 1) share of smallest |w| over all
-   * Conv2d weights, permanently. Returns the sparsity reached. See lib/prune.ts.
+   * Conv2d weights, permanently. Returns the sparsity reached. See lib/model/prune.ts.
    */
   async prune(amount: number): Promise<PruneResult> {
     return pruneModel(this, amount);
@@ -438,42 +433,4 @@ export class Model {
   async fuse(): Promise<void> {
     await nativeCall('fusing', () => this.#native.fuse());
   }
-}
-
-/** `loadModel` with several weights files: each is loaded with the same other options. */
-export interface LoadEnsembleOptions extends Omit<LoadModelOptions, 'weights'> {
-  weights: readonly string[];
-}
-
-/**
- * Builds a model from a config and/or weights. With `weights` as an array, loads each file and
- * returns an `Ensemble` of them (their classes must agree).
- */
-export function loadModel(opts: LoadModelOptions): Promise<Model>;
-export function loadModel(opts: LoadEnsembleOptions): Promise<Ensemble>;
-export function loadModel(
-  opts: Omit<LoadModelOptions, 'weights'> & { weights?: string | readonly string[] },
-): Promise<Model | Ensemble>;
-export function loadModel(
-  opts: Omit<LoadModelOptions, 'weights'> & { weights?: string | readonly string[] },
-): Promise<Model | Ensemble> {
-  if (!Array.isArray(opts.weights)) return Model.create(opts as LoadModelOptions);
-  return loadEnsemble(opts as LoadEnsembleOptions);
-}
-
-async function loadEnsemble(opts: LoadEnsembleOptions): Promise<Ensemble> {
-  const files = opts.weights;
-  if (files.length === 0 || files.some((f) => typeof f !== 'string')) {
-    throw new Yolo5Error(
-      'E_ARG',
-      `Expected one or more weights files for weights but received ${show(files)}`,
-      { value: files },
-    );
-  }
-  const models: Model[] = [];
-  // One after another: each load already uses the native thread pool.
-  for (const weights of files) models.push(await Model.create({ ...opts, weights }));
-  const ensemble = new Ensemble(models);
-  if (models.length > 1) (opts.log ?? (() => {}))(`Ensemble created with ${files.join(', ')}`);
-  return ensemble;
 }

@@ -1,8 +1,8 @@
 /** Training hyperparameters: the yolov5 hyp yaml keys, defaults, and range checks. */
 import * as path from 'node:path';
-import { readYamlFile } from './config';
-import { Yolo5Error, show } from './errors';
-import { modelsDir } from './paths';
+import { readYamlFile } from './model';
+import { Yolo5Error, show } from '../errors';
+import { modelsDir } from '../native/paths';
 
 export interface Hyp {
   lr0: number;

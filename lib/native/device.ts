@@ -3,8 +3,8 @@
  * per run: several ('0,1', DDP in the reference) are refused. A CUDA device must be visible to the
  * loaded LibTorch (a CPU build sees none) — checked here so the error names the option.
  */
-import { Yolo5Error, show } from './errors';
-import { native } from './native';
+import { Yolo5Error, show } from '../errors';
+import { native } from './addon';
 
 export type DeviceSpec = string | number;
 

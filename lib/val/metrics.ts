@@ -12,7 +12,7 @@
  * float32 like its tensors, matching IoU is computed in float32 arithmetic with its eps, and sums
  * that feed means use numpy's pairwise summation.
  */
-import { show, Yolo5Error } from './errors';
+import { show, Yolo5Error } from '../errors';
 
 /** Detection or label rows: one flat row-major array, or an array of rows. */
 export type BoxRows = ArrayLike<number> | readonly ArrayLike<number>[];

@@ -10,8 +10,8 @@ import {
   type HostTensor,
   type Yolo5CheckpointData,
   type WriteCheckpointOptions,
-} from './checkpoint';
-import { Yolo5Error } from './errors';
+} from './index';
+import { Yolo5Error } from '../errors';
 
 interface Job {
   id: number;
@@ -39,7 +39,7 @@ const pending = new Map<number, { resolve: () => void; reject: (e: Error) => voi
 
 function getWorker(): Worker {
   if (worker) return worker;
-  worker = new Worker(path.join(__dirname, 'checkpoint-worker.js'));
+  worker = new Worker(path.join(__dirname, 'worker.js'));
   worker.unref();
   worker.on('message', (m: { id: number; error?: { message: string; code?: string } }) => {
     const p = pending.get(m.id);

@@ -3,13 +3,12 @@
  * zero, permanently (plain tensors, no masks). Unstructured zeros keep every tensor's shape, so
  * dense convolutions run exactly as fast as before; what changes is the weights' compressibility.
  */
-import { Yolo5Error, show } from './errors';
-import type { StateEntryInfo } from './model';
-import type { TypedData } from './native';
+import { Yolo5Error, show } from '../errors';
+import type { NativeStateEntry, TypedData } from '../native/addon';
 
 /** What pruning needs of a model (`Model` has it); kept structural so this file imports no values. */
 export interface PrunableModel {
-  stateDict(): StateEntryInfo[];
+  stateDict(): NativeStateEntry[];
   getState(): Promise<{ name: string; shape: number[]; dtype: string; data: TypedData }[]>;
   loadState(entries: { name: string; shape: number[]; data: TypedData }[]): Promise<{
     loaded: number;
