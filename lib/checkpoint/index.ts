@@ -86,6 +86,8 @@ export interface Yolo5CheckpointData {
   stride?: readonly number[];
   hyp?: Readonly<Record<string, unknown>>;
   opt?: Readonly<Record<string, unknown>>;
+  /** What a resumed training needs beyond the weights (results rows, best epoch); key `train_state`. */
+  trainState?: Readonly<Record<string, unknown>>;
   /** Defaults to now (ISO 8601). */
   date?: string;
 }
@@ -367,6 +369,7 @@ function serialiseCheckpoint(
     names: data.names,
     nc: data.nc ?? data.names.length,
     stride: data.stride ?? null,
+    ...(data.trainState ? { train_state: data.trainState as Picklable } : {}),
     date: data.date ?? new Date().toISOString(),
   };
 
