@@ -14,7 +14,7 @@ import { packageRoot } from '../lib/native/paths';
 import { fixture, tempDir } from './helpers';
 
 const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js');
-const EPOCHS = 3;
+const EPOCHS = 2;
 
 /** A data set of the fixture's first 32 images (train) and 16 (val), as txt lists. */
 function smallData(): string {
@@ -168,7 +168,7 @@ describe('an interrupted run resumes to the uninterrupted result', () => {
     assert.equal(resumed.status, 'completed');
     assert.deepEqual(
       resumed.epochs.map((e) => e.epoch),
-      [1, 2],
+      [1],
     );
     assertSameRun(r.saveDir, reference, 'resumed after an abort');
   });
@@ -191,7 +191,27 @@ describe('an interrupted run resumes to the uninterrupted result', () => {
     assert.deepEqual(tensors(path.join(r.saveDir, 'weights', 'last.pt')), tensors(reference.last!));
   });
 
-  test('Ctrl-C exits 130 after saving; --resume keeps the saved epochs and opt.yaml (defects 1, 5)', async () => {
+  test('yolo5 train --resume keeps the saved epochs and opt.yaml (defect 1)', async () => {
+    const controller = new AbortController();
+    const run = train(apiOptions(project, 'epochs', { signal: controller.signal }));
+    run.on('epoch', () => controller.abort());
+    const r = await run;
+    const opt = fs.readFileSync(path.join(r.saveDir, 'opt.yaml'), 'utf8');
+    const resumed = await runCli(['train', '--resume', r.last!], {
+      stop: new RegExp(`Training (?!${EPOCHS} )\\d+ epochs`),
+    });
+    assert.match(resumed.stdout, new RegExp(`Training ${EPOCHS} epochs`), resumed.stdout);
+    assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
+    assert.doesNotMatch(resumed.stdout, /Extending/);
+    assert.equal(
+      fs.readFileSync(path.join(r.saveDir, 'opt.yaml'), 'utf8'),
+      opt,
+      'opt.yaml unchanged',
+    );
+    assertSameRun(r.saveDir, reference, 'resumed by the CLI');
+  });
+
+  test('Ctrl-C stops after the batch, saves, exits 130, and resumes exactly (defect 5)', async () => {
     const dir = path.join(project, 'sigint');
     const c = await runCli(cliArgs(project, 'sigint'), {
       when: () => csvRows(dir).length >= 2,
@@ -199,15 +219,10 @@ describe('an interrupted run resumes to the uninterrupted result', () => {
     });
     assert.equal(c.code, 130, `exit ${c.code} ${c.signal}\n${c.stdout}\n${c.stderr}`);
     assert.match(c.stdout, /Stopping after this batch/);
+    assert.match(c.stdout, /Training 2 epochs on 32 images, batch 8 /, '--batch reaches the run');
     assert.match(c.stdout, /Training aborted: .*weights in /);
-    const opt = fs.readFileSync(path.join(dir, 'opt.yaml'), 'utf8');
-    const resumed = await runCli(['train', '--resume', path.join(dir, 'weights', 'last.pt')], {
-      stop: new RegExp(`Training (?!${EPOCHS} )\\d+ epochs`),
-    });
-    assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
-    assert.match(resumed.stdout, new RegExp(`Training ${EPOCHS} epochs`));
-    assert.doesNotMatch(resumed.stdout, /Extending/);
-    assert.equal(fs.readFileSync(path.join(dir, 'opt.yaml'), 'utf8'), opt, 'opt.yaml unchanged');
+    const r = await train({ resume: path.join(dir, 'weights', 'last.pt') });
+    assert.equal(r.status, 'completed');
     assertSameRun(dir, reference, 'resumed after Ctrl-C');
   });
 
@@ -240,11 +255,11 @@ describe('an interrupted run resumes to the uninterrupted result', () => {
   test('killed between last.pt and its results.csv row: the row is restored (defect 4)', async () => {
     const dir = path.join(project, 'row');
     const c = await runCli(cliArgs(project, 'row'), {
-      env: { YOLO5_TEST_CRASH_AT: 'results-row:1' },
+      env: { YOLO5_TEST_CRASH_AT: 'results-row:0' },
     });
     assert.equal(c.signal, 'SIGKILL', c.stdout + c.stderr);
-    assert.equal(csvRows(dir).length, 2, 'epoch 1 is in last.pt but not in results.csv');
-    assert.equal(readCheckpoint(path.join(dir, 'weights', 'last.pt')).epoch, 1);
+    assert.equal(csvRows(dir).length, 1, 'epoch 0 is in last.pt but not in results.csv');
+    assert.equal(readCheckpoint(path.join(dir, 'weights', 'last.pt')).epoch, 0);
     await train({ resume: path.join(dir, 'weights', 'last.pt') });
     assertSameRun(dir, reference, 'resumed after a kill before the row');
   });
@@ -255,7 +270,7 @@ describe('an interrupted run resumes to the uninterrupted result', () => {
     const last = path.join(dir, 'weights', 'last.pt');
     await assert.rejects(train({ resume: last }), {
       code: 'E_ARG',
-      message: /is a finished run \(3 epochs\); pass --epochs/,
+      message: /is a finished run \(2 epochs\); pass --epochs/,
     });
     const lines: string[] = [];
     const r = await train({ resume: last, epochs: EPOCHS + 1, log: (l) => lines.push(l) });
@@ -265,13 +280,13 @@ describe('an interrupted run resumes to the uninterrupted result', () => {
       [EPOCHS],
     );
     assert.ok(
-      lines.some((l) => /Extending the run from 3 to 4 epochs: the learning-rate schedule/.test(l)),
+      lines.some((l) => /Extending the run from 2 to 3 epochs: the learning-rate schedule/.test(l)),
     );
     assert.ok(lines.some((l) => /fresh optimizer state/.test(l)));
     const rows = csvRows(dir);
     assert.equal(rows.length, EPOCHS + 2);
     assert.deepEqual(rows.slice(0, -1), csvRows(reference.saveDir), 'the earlier rows are kept');
-    assert.match(fs.readFileSync(path.join(dir, 'opt.yaml'), 'utf8'), /^epochs: 4$/m);
+    assert.match(fs.readFileSync(path.join(dir, 'opt.yaml'), 'utf8'), /^epochs: 3$/m);
     assert.equal(readCheckpoint(r.last!).epoch, -1, 'stripped again');
   });
 });

@@ -7,11 +7,11 @@
  * once) → buildTraining (data, model, freezing, native trainer) → runEpochs → finishTraining.
  */
 import * as fs from 'node:fs';
-import { Yolo5Error } from '../errors';
+import { Yolo5Error, show } from '../errors';
 import { buildTraining } from './build';
 import { finishTraining } from './finish';
 import { runEpochs } from './loop';
-import { resolveTrainOptions } from './resolve';
+import { RESUME_OVERRIDES, resolveTrainOptions } from './resolve';
 import { prepareResume, repairRun, resumedEpochs, type ResumePoint } from './resume';
 import { Run } from './run';
 import { emptyTrainState } from './state';
@@ -45,6 +45,15 @@ function abortedBeforeStart(): Yolo5Error {
   );
 }
 
+/** Options given with `resume` that differ from the run's own (which hold). */
+function ignoredOnResume(input: TrainOptions, opts: ResolvedTrainOptions): string[] {
+  const skip = new Set<string>(['resume', 'project', 'signal', 'log', ...RESUME_OVERRIDES]);
+  return Object.entries(input)
+    .filter(([k, v]) => !skip.has(k) && v !== undefined)
+    .filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(opts[k as keyof ResolvedTrainOptions]))
+    .map(([k, v]) => `${k} ${show(v)}`);
+}
+
 /** The options of this call: a fresh run's, or a resumed run's own (and a new epoch total). */
 async function resolveRun(
   input: TrainOptions,
@@ -54,6 +63,9 @@ async function resolveRun(
   resolveTrainOptions(input); // the caller's values are checked even where the run's own hold
   const point = await prepareResume(input.resume, input.project);
   const opts = resolveTrainOptions(input, point.saved);
+  const ignored = ignoredOnResume(input, opts);
+  if (ignored.length > 0)
+    log(`WARNING: --resume continues the run with its own options; ignoring ${ignored.join(', ')}`);
   opts.epochs = resumedEpochs(point, opts, input.epochs !== undefined, log);
   await repairRun(point, opts, log);
   return { opts, point };
