@@ -52,7 +52,9 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.exitCode === 0) return EXIT.ok; // --help, --version
-      if (!reported) process.stderr.write(`yolo5: ${oneLine(e.message)}\n`);
+      // Help shown for a missing command is its own report.
+      const shown = reported || e.code === 'commander.help' || e.code === 'commander.helpDisplayed';
+      if (!shown) process.stderr.write(`yolo5: ${oneLine(e.message)}\n`);
       return EXIT.usage;
     }
     if (e instanceof Yolo5Error) {

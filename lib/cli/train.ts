@@ -101,7 +101,11 @@ function addTrainingFlags(c: Command): Command {
     .option('--noval', 'only validate the final epoch')
     .option('--noautoanchor', 'skip the anchor check')
     .addOption(new Option('--cache [mode]', 'keep decoded images in memory').choices(CACHE_MODES))
-    .option('--workers <n>', `data loader threads ${def(D.workers)}`, parseInteger('--workers', 0))
+    .option(
+      '--workers <n>',
+      `data loader threads (default: one per core, at most 8: ${D.workers})`,
+      parseInteger('--workers', 0),
+    )
     .addOption(
       new Option('--optimizer <name>', `optimizer ${def(D.optimizer)}`).choices(OPTIMIZERS),
     )

@@ -448,7 +448,7 @@ async function trainGeneration(
   run: EvolveRun,
   log: (line: string) => void,
   signal: AbortSignal | undefined,
-): Promise<GenerationSummary> {
+): Promise<GenerationSummary | undefined> {
   const trainRun = train({
     ...base,
     hyp: hyp as Partial<Hyp>,
@@ -458,7 +458,14 @@ async function trainGeneration(
   });
   trainRun.on('batch', (b) => run.emit('batch', { ...b, generation }));
   trainRun.on('epoch', (e) => run.emit('epoch', { ...e, generation }));
-  const r = await trainRun;
+  let r: TrainResult;
+  try {
+    r = await trainRun;
+  } catch (e) {
+    // Aborted before its first epoch: like any aborted generation, it is not recorded.
+    if (e instanceof Yolo5Error && e.code === 'E_ABORTED') return undefined;
+    throw e;
+  }
   const last = r.status === 'non-finite-loss' ? undefined : r.epochs[r.epochs.length - 1];
   return {
     status: r.status,
@@ -586,7 +593,7 @@ async function evolveGeneration(
   const started = Date.now();
   const r = await trainGeneration(trainBase, hyp, generation, run, log, input.signal);
   collectGarbage();
-  if (r.status === 'aborted') {
+  if (!r || r.status === 'aborted') {
     log(`Generation ${generation} aborted: not recorded; resume with --resume-evolve ${f.dir}`);
     return undefined;
   }
