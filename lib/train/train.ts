@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as yaml from 'js-yaml';
-import { loadCheckpoint, type HostTensor, type Picklable } from '../checkpoint';
+import { copyCheckpoint, loadCheckpoint, type HostTensor, type Picklable } from '../checkpoint';
 import { writeCheckpointAsync } from '../checkpoint/worker';
 import { readDataConfig, type DataConfig } from '../config/data';
 import { Yolo5Error, show } from '../errors';
@@ -628,9 +628,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
         await writeCheckpointAsync(lastPath, await checkpointData(epoch, true));
         if (improved) {
           // best.pt is this same file: copy it (atomically) instead of serialising twice.
-          const tmp = `${bestPath}.${process.pid}.tmp`;
-          await fs.promises.copyFile(lastPath, tmp);
-          await fs.promises.rename(tmp, bestPath);
+          await copyCheckpoint(lastPath, bestPath);
         }
       }
       // The row goes in after the checkpoint: a run killed in between resumes from a file that
