@@ -52,3 +52,41 @@ export function show(value: unknown): string {
     return String(value);
   }
 }
+
+/** What a failed file-system call's code means, in the words a message should use. */
+const FS_REASONS: Record<string, string> = {
+  ENOENT: 'no such file or folder',
+  ENOTDIR: 'a part of the path is a file, not a folder',
+  EISDIR: 'it is a folder, not a file',
+  EEXIST: 'it already exists',
+  EACCES: 'permission denied',
+  EPERM: 'not permitted here',
+  EROFS: 'read-only file system',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EFBIG: 'file too large for the file system',
+  EMFILE: 'too many open files',
+  ENFILE: 'too many open files',
+  ENAMETOOLONG: 'name too long',
+  ELOOP: 'too many symbolic links',
+  EIO: 'input/output error',
+};
+
+/** The reason of a failed file-system call as one phrase: "read-only file system (EROFS)". */
+export function fsReason(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code in FS_REASONS) return `${FS_REASONS[code]} (${code})`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * A failed file-system call as a one-line E_FILE error: `Cannot <action> <file>: <reason>`, so the
+ * user sees the path and the problem instead of a stack trace. Yolo5Errors pass through unchanged.
+ */
+export function fileError(action: string, file: string, err: unknown): Yolo5Error {
+  if (err instanceof Yolo5Error) return err;
+  return new Yolo5Error('E_FILE', `Cannot ${action} ${file}: ${fsReason(err)}`, {
+    file,
+    cause: err,
+  });
+}

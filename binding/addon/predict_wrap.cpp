@@ -165,7 +165,8 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
       "yolo5.predict");
 }
 
-// imageInfo(paths) → Promise<[{ width, height } | { error }]> from the headers only.
+// imageInfo(paths) → Promise<[{ width, height, restored? } | { error }]>: data-set verification
+// (probe_image: the header, and a full decode only for a JPEG without its end marker).
 Napi::Value ImageInfo(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   if (info.Length() != 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "imageInfo(paths)");
@@ -195,6 +196,7 @@ Napi::Value ImageInfo(const Napi::CallbackInfo& info) {
           if ((*errors)[i].empty()) {
             o.Set("width", (*sizes)[i].width);
             o.Set("height", (*sizes)[i].height);
+            if (!(*sizes)[i].restored.empty()) o.Set("restored", (*sizes)[i].restored);
           } else {
             o.Set("error", (*errors)[i]);
           }

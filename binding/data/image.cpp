@@ -88,13 +88,26 @@ AxisWeights area_weights(int src, int dst) {
 
 }  // namespace
 
-Image decode_image(const uint8_t* data, size_t size, const std::string& what) {
+void check_pixels(int width, int height, int64_t limit, const std::string& what) {
+  const int64_t pixels = static_cast<int64_t>(width) * height;
+  if (pixels > limit)
+    throw std::runtime_error(what + ": image too large (" + std::to_string(width) + "x" +
+                             std::to_string(height) + " is " + std::to_string(pixels) +
+                             " pixels, more than " + std::to_string(limit) + ")");
+}
+
+namespace {
+
+Image decode_any(const uint8_t* data, size_t size, const std::string& what, std::string* warning) {
   if (size == 0) throw std::runtime_error(what + ": empty file");
   if (size > static_cast<size_t>(INT32_MAX)) throw std::runtime_error(what + ": file too large");
   if (is_jpeg(data, size)) {
-    if (auto img = decode_jpeg_turbo(data, size, what)) return std::move(*img);
+    if (auto img = decode_jpeg_turbo(data, size, what, warning)) return std::move(*img);
   }
   int w = 0, h = 0, c = 0;
+  // The header's size is checked before stb_image allocates for it.
+  if (stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &c))
+    check_pixels(w, h, kMaxDecodePixels, what);
   stbi_uc* px = stbi_load_from_memory(data, static_cast<int>(size), &w, &h, &c, 3);
   if (px == nullptr)
     throw std::runtime_error(what + ": not a readable image (" + stbi_failure_reason() + ")");
@@ -104,6 +117,47 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& what) {
   img.pixels.assign(px, px + static_cast<size_t>(w) * h * 3);
   stbi_image_free(px);
   return img;
+}
+
+// A file read in parts: the header first, all of it only when needed.
+struct FileBytes {
+  std::ifstream in;
+  size_t total = 0;
+  std::vector<uint8_t> bytes;
+
+  explicit FileBytes(const std::string& path) : in(path, std::ios::binary | std::ios::ate) {
+    const auto end = in ? static_cast<std::streamoff>(in.tellg()) : -1;
+    if (end < 0) throw std::runtime_error(path + ": cannot open");
+    total = static_cast<size_t>(end);
+  }
+  void read(size_t n, const std::string& path) {
+    n = std::min(n, total);
+    if (bytes.size() >= n) return;
+    bytes.resize(n);
+    in.seekg(0);
+    if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(n)))
+      throw std::runtime_error(path + ": cannot read");
+  }
+  bool whole() const { return bytes.size() == total; }
+};
+
+// Headers (EXIF, ICC profiles included) nearly always fit here; larger ones read the whole file.
+constexpr size_t kHeaderBytes = 64 * 1024;
+
+ImageSize probe_jpeg(FileBytes& f, const std::string& path) {
+  try {
+    return *probe_jpeg_turbo(f.bytes.data(), f.bytes.size(), path);
+  } catch (const std::exception&) {
+    if (f.whole()) throw;
+  }
+  f.read(f.total, path);
+  return *probe_jpeg_turbo(f.bytes.data(), f.bytes.size(), path);
+}
+
+}  // namespace
+
+Image decode_image(const uint8_t* data, size_t size, const std::string& what) {
+  return decode_any(data, size, what, nullptr);
 }
 
 Image read_image(const std::string& path) {
@@ -120,10 +174,31 @@ Image image_from_rgb(const uint8_t* rgb, int width, int height) {
 }
 
 ImageSize probe_image(const std::string& path) {
-  int w = 0, h = 0, c = 0;
-  if (!stbi_info(path.c_str(), &w, &h, &c))
+  FileBytes f(path);
+  f.read(kHeaderBytes, path);
+  const bool jpeg = is_jpeg(f.bytes.data(), f.bytes.size());
+  ImageSize size;
+  int channels = 0;
+  if (jpeg && turbojpeg_loaded()) {
+    size = probe_jpeg(f, path);
+  } else if (!stbi_info(path.c_str(), &size.width, &size.height, &channels)) {
     throw std::runtime_error(path + ": not a readable image (" + stbi_failure_reason() + ")");
-  return {w, h};
+  }
+  check_pixels(size.width, size.height, kMaxVerifyPixels, path);
+  if (!jpeg) return size;
+  uint8_t tail[2] = {0, 0};
+  f.in.seekg(static_cast<std::streamoff>(f.total - 2));
+  if (!f.in.read(reinterpret_cast<char*>(tail), 2))
+    throw std::runtime_error(path + ": cannot read");
+  if (has_jpeg_end(tail, 2)) return size;
+  // Truncated (the reference's test): usable if what is there decodes; the file stays as it is.
+  f.read(f.total, path);
+  std::string warning;
+  decode_any(f.bytes.data(), f.bytes.size(), path, &warning);
+  size.restored = "corrupt JPEG restored: no end-of-image marker (FF D9)";
+  if (!warning.empty()) size.restored += " (" + warning + ")";
+  size.restored += "; using the decodable part, the file is left unchanged";
+  return size;
 }
 
 Image resize_image(const Image& src, int width, int height, Interp interp) {

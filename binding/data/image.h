@@ -7,6 +7,13 @@
 
 namespace yolo5 {
 
+// The most pixels (width × height) an image may have, checked from the header before anything is
+// allocated. Decoding anywhere: 2^30, OpenCV's default limit (CV_IO_MAX_IMAGE_PIXELS), which the
+// reference's cv2.imread applies. Data-set verification: 178,956,970 (2 × 89,478,485), the limit
+// above which PIL, and so the reference's verification, refuses an image as a decompression bomb.
+constexpr int64_t kMaxDecodePixels = int64_t{1} << 30;
+constexpr int64_t kMaxVerifyPixels = 2 * int64_t{89478485};
+
 struct Image {
   int width = 0;
   int height = 0;
@@ -26,9 +33,15 @@ Image image_from_rgb(const uint8_t* rgb, int width, int height);
 struct ImageSize {
   int width = 0;
   int height = 0;
+  // Set when the image is usable but was not whole: a JPEG without its end-of-image marker.
+  std::string restored;
 };
-// Reads only the header; throws like read_image.
+// Verification: the size from the header, refused (throws like read_image) when unreadable or
+// larger than kMaxVerifyPixels. A JPEG without its end marker is decoded in full here, once:
+// undecodable throws, decodable sets `restored`.
 ImageSize probe_image(const std::string& path);
+// Throws "<what>: image too large …" when width × height is above `limit`.
+void check_pixels(int width, int height, int64_t limit, const std::string& what);
 
 enum class Interp { Linear, Area };
 // Resizes like cv2.resize with INTER_LINEAR (half-pixel centres) or INTER_AREA (exact pixel

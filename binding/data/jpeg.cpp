@@ -22,6 +22,9 @@ using Destroy = int (*)(tjhandle);
 using GetErrorStr2 = char* (*)(tjhandle);
 using GetErrorCode = int (*)(tjhandle);
 constexpr int kPixelFormatRgb = 0;      // TJPF_RGB
+constexpr int kPixelFormatCmyk = 11;    // TJPF_CMYK
+constexpr int kColorspaceCmyk = 3;      // TJCS_CMYK
+constexpr int kColorspaceYcck = 4;      // TJCS_YCCK (decoded to CMYK by libjpeg)
 constexpr int kFlagAccurateDct = 4096;  // TJFLAG_ACCURATEDCT (the islow DCT)
 constexpr int kErrorWarning = 0;        // TJERR_WARNING
 
@@ -83,31 +86,85 @@ bool is_jpeg(const uint8_t* data, size_t size) {
   return size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
 }
 
-std::optional<Image> decode_jpeg_turbo(const uint8_t* data, size_t size, const std::string& what) {
+bool has_jpeg_end(const uint8_t* data, size_t size) {
+  return size >= 2 && data[size - 2] == 0xFF && data[size - 1] == 0xD9;
+}
+
+namespace {
+
+struct Header {
+  int width = 0, height = 0, colorspace = 0;
+};
+
+Header read_header(const Api* api, tjhandle h, const uint8_t* data, size_t size,
+                   const std::string& what) {
+  Header hd;
+  int subsamp = 0;
+  if (api->header(h, data, static_cast<unsigned long>(size), &hd.width, &hd.height, &subsamp,
+                  &hd.colorspace) != 0)
+    throw std::runtime_error(what + ": not a readable JPEG (" + api->error_str(h) + ")");
+  if (hd.width <= 0 || hd.height <= 0)
+    throw std::runtime_error(what + ": unsupported JPEG size " + std::to_string(hd.width) + "x" +
+                             std::to_string(hd.height));
+  return hd;
+}
+
+// Runs tjDecompress2 into `out`; warnings (a truncated but mostly decodable file) still give
+// pixels, as OpenCV would, and are returned; errors throw.
+std::string decompress(const Api* api, tjhandle h, const uint8_t* data, size_t size, uint8_t* out,
+                       const Header& hd, int channels, int format, const std::string& what) {
+  if (api->decompress(h, data, static_cast<unsigned long>(size), out, hd.width, hd.width * channels,
+                      hd.height, format, kFlagAccurateDct) == 0)
+    return "";
+  bool warning_only = api->error_code != nullptr && api->error_code(h) == kErrorWarning;
+  if (!warning_only) throw std::runtime_error(what + ": corrupt JPEG (" + api->error_str(h) + ")");
+  return api->error_str(h);
+}
+
+}  // namespace
+
+std::optional<ImageSize> probe_jpeg_turbo(const uint8_t* data, size_t size,
+                                          const std::string& what) {
+  const Api* api = g_api;
+  if (api == nullptr) return std::nullopt;
+  Handle handle;
+  handle.h = api->init();
+  if (handle.h == nullptr) throw std::runtime_error("TurboJPEG: cannot create a decompressor");
+  Header hd = read_header(api, handle.h, data, size, what);
+  ImageSize out;
+  out.width = hd.width;
+  out.height = hd.height;
+  return out;
+}
+
+std::optional<Image> decode_jpeg_turbo(const uint8_t* data, size_t size, const std::string& what,
+                                       std::string* warning) {
   const Api* api = g_api;
   if (api == nullptr) return std::nullopt;
   // A fresh decompressor per image: a reused one can carry the previous header into a bad file.
   Handle handle;
   handle.h = api->init();
   if (handle.h == nullptr) throw std::runtime_error("TurboJPEG: cannot create a decompressor");
-  int w = 0, h = 0, subsamp = 0, colorspace = 0;
-  if (api->header(handle.h, data, static_cast<unsigned long>(size), &w, &h, &subsamp,
-                  &colorspace) != 0)
-    throw std::runtime_error(what + ": not a readable JPEG (" + api->error_str(handle.h) + ")");
-  if (w <= 0 || h <= 0 || static_cast<int64_t>(w) * h > (int64_t{1} << 30))
-    throw std::runtime_error(what + ": unsupported JPEG size " + std::to_string(w) + "x" +
-                             std::to_string(h));
+  Header hd = read_header(api, handle.h, data, size, what);
+  check_pixels(hd.width, hd.height, kMaxDecodePixels, what);
   Image img;
-  img.width = w;
-  img.height = h;
-  img.pixels.resize(static_cast<size_t>(w) * h * 3);
-  if (api->decompress(handle.h, data, static_cast<unsigned long>(size), img.pixels.data(), w, w * 3,
-                      h, kPixelFormatRgb, kFlagAccurateDct) != 0) {
-    // Warnings (a truncated but mostly decodable file) still give pixels, as OpenCV would.
-    bool warning_only = api->error_code != nullptr && api->error_code(handle.h) == kErrorWarning;
-    if (!warning_only)
-      throw std::runtime_error(what + ": corrupt JPEG (" + api->error_str(handle.h) + ")");
+  img.width = hd.width;
+  img.height = hd.height;
+  const size_t n = static_cast<size_t>(hd.width) * hd.height;
+  img.pixels.resize(n * 3);
+  std::string warned;
+  if (hd.colorspace == kColorspaceCmyk || hd.colorspace == kColorspaceYcck) {
+    // libjpeg converts no further than CMYK; RGB as OpenCV's imread makes it.
+    std::vector<uint8_t> cmyk(n * 4);
+    warned = decompress(api, handle.h, data, size, cmyk.data(), hd, 4, kPixelFormatCmyk, what);
+    for (size_t i = 0; i < n; ++i) {
+      const uint8_t* p = cmyk.data() + i * 4;
+      for (int c = 0; c < 3; ++c) img.pixels[i * 3 + c] = cmyk_channel(p[c], p[3]);
+    }
+  } else {
+    warned = decompress(api, handle.h, data, size, img.pixels.data(), hd, 3, kPixelFormatRgb, what);
   }
+  if (warning != nullptr) *warning = warned;
   return img;
 }
 

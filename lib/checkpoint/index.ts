@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Yolo5Error } from '../errors';
+import { Yolo5Error, fileError } from '../errors';
 import { Converter } from './convert';
 import type { PlainValue, StateDict } from './convert';
 import { checkpointError, short } from './error';
@@ -110,7 +110,7 @@ export async function loadCheckpoint(file: string): Promise<Checkpoint> {
   try {
     bytes = await fs.promises.readFile(file);
   } catch (err) {
-    throw fileError(file, err);
+    throw readError(file, err);
   }
   return readCheckpointBuffer(bytes, file);
 }
@@ -141,11 +141,11 @@ function readFile(file: string): Buffer {
   try {
     return fs.readFileSync(file);
   } catch (err) {
-    throw fileError(file, err);
+    throw readError(file, err);
   }
 }
 
-function fileError(file: string, err: unknown): Yolo5Error {
+function readError(file: string, err: unknown): Yolo5Error {
   const code = (err as NodeJS.ErrnoException).code;
   const what =
     code === 'ENOENT'
@@ -296,10 +296,7 @@ export function writeCheckpoint(
   try {
     fd = fs.openSync(temp, 'wx', 0o644);
   } catch (err) {
-    throw new Yolo5Error('E_FILE', `${file}: cannot be written (${(err as Error).message})`, {
-      file,
-      cause: err,
-    });
+    throw fileError('write the checkpoint', file, err);
   }
   try {
     try {
@@ -313,11 +310,28 @@ export function writeCheckpoint(
     fs.renameSync(temp, file);
   } catch (err) {
     fs.rmSync(temp, { force: true });
-    if (err instanceof Yolo5Error) throw err;
-    throw new Yolo5Error('E_FILE', `${file}: cannot be written (${(err as Error).message})`, {
-      file,
-      cause: err,
-    });
+    throw fileError('write the checkpoint', file, err);
+  }
+}
+
+/**
+ * Copies a checkpoint atomically (best.pt from last.pt): into `<to>.<pid>.tmp`, then renamed over
+ * `to`, so `to` is always whole. A failure (a full disk) removes the temporary and throws one
+ * E_FILE line naming `to`.
+ */
+export async function copyCheckpoint(
+  from: string,
+  to: string,
+  beforeRename: () => void = () => {},
+): Promise<void> {
+  const tmp = `${to}.${process.pid}.tmp`;
+  try {
+    await fs.promises.copyFile(from, tmp);
+    beforeRename(); // a test hook: training's crash point between the copy and the rename
+    await fs.promises.rename(tmp, to);
+  } catch (err) {
+    await fs.promises.rm(tmp, { force: true });
+    throw fileError(`copy ${from} to`, to, err);
   }
 }
 

@@ -11,7 +11,7 @@ import {
   type Yolo5CheckpointData,
   type WriteCheckpointOptions,
 } from './index';
-import { Yolo5Error } from '../errors';
+import { Yolo5Error, fileError, type Yolo5ErrorCode } from '../errors';
 
 interface Job {
   id: number;
@@ -41,11 +41,11 @@ function getWorker(): Worker {
   if (worker) return worker;
   worker = new Worker(path.join(__dirname, 'worker.js'));
   worker.unref();
-  worker.on('message', (m: { id: number; error?: { message: string; code?: string } }) => {
+  worker.on('message', (m: { id: number; error?: { message: string; code?: Yolo5ErrorCode } }) => {
     const p = pending.get(m.id);
     if (!p) return;
     pending.delete(m.id);
-    if (m.error) p.reject(new Yolo5Error((m.error.code as 'E_FILE') ?? 'E_FILE', m.error.message));
+    if (m.error) p.reject(new Yolo5Error(m.error.code ?? 'E_FILE', m.error.message));
     else p.resolve();
     if (pending.size === 0) worker?.unref();
   });
@@ -81,11 +81,9 @@ if (!isMainThread && parentPort) {
       writeCheckpoint(job.file, job.data, job.options);
       port.postMessage({ id: job.id });
     } catch (e) {
-      const err = e as { message?: string; code?: string };
-      port.postMessage({
-        id: job.id,
-        error: { message: err.message ?? String(e), ...(err.code ? { code: err.code } : {}) },
-      });
+      // Only Yolo5Error codes cross over: a raw fs error (ENOSPC) becomes one E_FILE line.
+      const err = fileError('write the checkpoint', job.file, e);
+      port.postMessage({ id: job.id, error: { message: err.message, code: err.code } });
     }
   });
 }

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Yolo5Error, show } from '../errors';
+import { Yolo5Error, fsReason, show } from '../errors';
 import { isImageFile } from './sources';
 
 function walk(dir: string, out: string[]): void {
@@ -66,12 +66,22 @@ export interface LabelFile {
 }
 
 /**
- * Reads one label file. A bad row makes the whole file (and its image) unusable: the error names
- * file and line. Polygon rows (class x1 y1 x2 y2 …) become their bounding boxes.
+ * Reads one label file. A bad row or an unreadable file (a folder) makes the whole file (and its
+ * image) unusable: the E_DATA_LABEL error names file and line. Polygon rows (class x1 y1 x2 y2 …)
+ * become their bounding boxes.
  */
 export function readLabels(file: string, nc: number): LabelFile {
   if (!fs.existsSync(file)) return { rows: [], status: 'missing', warnings: [] };
-  const text = fs.readFileSync(file, 'utf8');
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    // A folder or an unreadable file in place of a label: that image is skipped, not the run.
+    throw new Yolo5Error('E_DATA_LABEL', `${file}: cannot be read: ${fsReason(e)}`, {
+      file,
+      cause: e,
+    });
+  }
   const rows: number[][] = [];
   const seen = new Set<string>();
   const warnings: string[] = [];

@@ -6,10 +6,10 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DataConfig } from '../config/data';
-import { Yolo5Error, show } from '../errors';
+import { Yolo5Error, fsReason, show } from '../errors';
 import { labelPathFor, listImages, readLabels } from './labels';
 import { native } from '../native/addon';
-import { cacheRoot } from '../native/paths';
+import { cacheRoot, makeDirs } from '../native/paths';
 
 export interface SplitItem {
   file: string;
@@ -18,18 +18,27 @@ export interface SplitItem {
   labels: number[][];
 }
 
+/**
+ * What verification found. Every image counts once in items (labelled, `missing` or `empty` by its
+ * label file) or in `corrupt` (left out). `restored` counts the kept images among items that were
+ * truncated JPEGs (no end-of-image marker; their decodable part is used, the file is not changed).
+ */
 interface Verified {
   items: SplitItem[];
   missing: number;
   empty: number;
   corrupt: number;
+  restored: number;
   warnings: string[];
 }
 
-/** Checks every image (readable, ≥ 10 px) and its label file; bad ones are left out with a warning. */
+/**
+ * Checks every image (readable, ≥ 10 px, at most 178,956,970 pixels) and its label file; bad ones
+ * are left out with a warning, truncated JPEGs kept with one.
+ */
 async function verifySplit(files: string[], nc: number): Promise<Verified> {
   const sizes = await native().imageInfo(files);
-  const out: Verified = { items: [], missing: 0, empty: 0, corrupt: 0, warnings: [] };
+  const out: Verified = { items: [], missing: 0, empty: 0, corrupt: 0, restored: 0, warnings: [] };
   files.forEach((file, i) => {
     const size = sizes[i]!;
     if ('error' in size) {
@@ -46,6 +55,10 @@ async function verifySplit(files: string[], nc: number): Promise<Verified> {
     }
     try {
       const l = readLabels(labelPathFor(file), nc);
+      if (size.restored !== undefined) {
+        out.restored++;
+        out.warnings.push(`${file}: ${size.restored}`);
+      }
       out.warnings.push(...l.warnings);
       if (l.status === 'missing') out.missing++;
       if (l.status === 'empty') out.empty++;
@@ -67,7 +80,8 @@ async function verifySplit(files: string[], nc: number): Promise<Verified> {
  */
 function cacheFile(files: string[], nc: number): string {
   const h = crypto.createHash('sha256');
-  h.update(`v1 ${nc}\n`);
+  // v2: `restored` added; older caches are simply not found.
+  h.update(`v2 ${nc}\n`);
   for (const f of files) {
     const l = labelPathFor(f);
     const si = fs.statSync(f, { throwIfNoEntry: false });
@@ -75,6 +89,63 @@ function cacheFile(files: string[], nc: number): string {
     h.update(`${f}\0${si?.size}:${si?.mtimeMs}\0${sl ? `${sl.size}:${sl.mtimeMs}` : '-'}\n`);
   }
   return path.join(cacheRoot(), 'labels', `${h.digest('hex').slice(0, 32)}.json`);
+}
+
+/** A cached verification, or undefined (none yet, or corrupt: then a note says it is rebuilt). */
+function readCache(cache: string, log: (line: string) => void): Verified | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(cache, 'utf8');
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'ENOENT')
+      log(`Label cache ${cache} cannot be read (${fsReason(e)}): verifying again`);
+    return undefined;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = undefined;
+  }
+  if (isVerified(value)) return value;
+  log(`Label cache ${cache} is corrupt: rebuilding it`);
+  return undefined;
+}
+
+function writeCache(cache: string, v: Verified, log: (line: string) => void): void {
+  const tmp = `${cache}.${process.pid}.tmp`;
+  try {
+    makeDirs(path.dirname(cache), 'label cache folder');
+    fs.writeFileSync(tmp, JSON.stringify(v));
+    fs.renameSync(tmp, cache);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    log(`WARNING: cannot write the label cache ${cache} (${fsReason(e)})`);
+  }
+}
+
+const isCount = (x: unknown): x is number => Number.isInteger(x) && (x as number) >= 0;
+const isNumber = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
+
+/** The cache file's shape, checked in full: a cache is only ever trusted whole. */
+function isVerified(value: unknown): value is Verified {
+  if (value === null || typeof value !== 'object') return false;
+  const v = value as Record<keyof Verified, unknown>;
+  const counts = [v.missing, v.empty, v.corrupt, v.restored];
+  if (!counts.every(isCount)) return false;
+  if (!Array.isArray(v.warnings) || !v.warnings.every((w) => typeof w === 'string')) return false;
+  if (!Array.isArray(v.items)) return false;
+  return v.items.every((it: unknown) => {
+    if (it === null || typeof it !== 'object') return false;
+    const { file, width, height, labels } = it as Record<keyof SplitItem, unknown>;
+    return (
+      typeof file === 'string' &&
+      isCount(width) &&
+      isCount(height) &&
+      Array.isArray(labels) &&
+      labels.every((r: unknown) => Array.isArray(r) && r.length === 5 && r.every(isNumber))
+    );
+  });
 }
 
 /** Reads a split: images with their sizes and labels; unusable images/labels are skipped with a warning. */
@@ -89,26 +160,17 @@ export async function loadSplit(
     throw new Yolo5Error('E_DATA', `${data.file}: no ${show(task)} split`, { file: data.file });
   const files = listImages(sources, `${data.file} ${task}`);
   const cache = cacheFile(files, data.nc);
-  let v: Verified | undefined;
-  let cached = false;
-  try {
-    v = JSON.parse(fs.readFileSync(cache, 'utf8')) as Verified;
-    cached = true;
-  } catch {
+  let v = readCache(cache, log);
+  const cached = v !== undefined;
+  if (v === undefined) {
     v = await verifySplit(files, data.nc);
-    try {
-      fs.mkdirSync(path.dirname(cache), { recursive: true });
-      const tmp = `${cache}.${process.pid}.tmp`;
-      fs.writeFileSync(tmp, JSON.stringify(v));
-      fs.renameSync(tmp, cache);
-    } catch (e) {
-      log(`WARNING: cannot write the label cache ${cache} (${(e as Error).message})`);
-    }
+    writeCache(cache, v, log);
   }
   for (const w of v.warnings) log(`WARNING: ${w}`);
   const found = v.items.length - v.missing - v.empty;
+  const restored = v.restored > 0 ? `, ${v.restored} corrupt JPEGs restored` : '';
   log(
-    `${task}: ${files.length} images, ${found} labelled, ${v.missing} missing labels, ${v.empty} empty, ${v.corrupt} corrupt${cached ? ' (cached)' : ''}`,
+    `${task}: ${files.length} images, ${found} labelled, ${v.missing} missing labels, ${v.empty} empty, ${v.corrupt} corrupt${restored}${cached ? ' (cached)' : ''}`,
   );
   if (v.items.length === 0)
     throw new Yolo5Error('E_DATA', `${data.file}: no usable images in the ${task} split`);

@@ -7,7 +7,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cacheRoot } from '../native/paths';
+import { cacheRoot, makeDirs } from '../native/paths';
 import { Yolo5Error, show } from '../errors';
 import { native } from '../native/addon';
 
@@ -869,7 +869,7 @@ export async function ensureSyntheticDataset(
   if (running) return running;
   const job = (async () => {
     const started = Date.now();
-    fs.mkdirSync(path.dirname(dir), { recursive: true });
+    makeDirs(path.dirname(dir), 'synthetic data folder');
     removeStale(path.dirname(dir), spec.name);
     const tmp = `${dir}.tmp-${process.pid}-${folderCounter++}`;
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -7,8 +7,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { resolveModel } from '../config/model';
-import { Yolo5Error, show } from '../errors';
+import { Yolo5Error, fileError, show } from '../errors';
 import type { Model } from '../model/model';
+import { makeDirs } from '../native/paths';
 import { version } from '../native/runtime';
 import { buildGraph, type StateTensor } from './graph';
 
@@ -174,15 +175,12 @@ export async function exportModel(model: Model, opts: ExportOptions = {}): Promi
       imgsz: JSON.stringify([height, width]),
     },
   });
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  makeDirs(path.dirname(file), 'output folder');
   try {
     // 'wx' fails instead of replacing a file that appeared since the check above.
     fs.writeFileSync(file, bytes, { flag: opts.force === true ? 'w' : 'wx' });
   } catch (e) {
-    throw new Yolo5Error('E_FILE', `Cannot write ${file}: ${(e as Error).message}`, {
-      file,
-      cause: e,
-    });
+    throw fileError('write', file, e);
   }
   return {
     format,

@@ -51,6 +51,13 @@ export interface LoadModelOptions {
   anchors?: number;
   /** Where the model runs: 'cpu' (default), a CUDA index (0) or 'cuda:N'. */
   device?: DeviceSpec;
+  /**
+   * Every tensor of the model must come from `weights`, each of the right shape, and the file may
+   * hold no others, else E_WEIGHTS naming them (val and detect: inference on freshly initialised
+   * tensors is never intended). Default: strict only without `cfg`, `anchors` or a different `nc`;
+   * otherwise tensors that do not fit keep their fresh initialisation and are listed in a warning.
+   */
+  strict?: boolean;
   /** Receives informational lines (default: none). */
   log?: (line: string) => void;
 }
@@ -100,6 +107,117 @@ export interface TransferReport {
   missing: string[];
   unexpected: string[];
   mismatched: string[];
+}
+
+interface TransferOptions {
+  strict: boolean;
+  /** Index of the Detect layer (`model.{detect}`). */
+  detect: number;
+  nc: number;
+  /** The anchors were replaced (hyp `anchors`): the file's anchors are not loaded. */
+  anchors: boolean;
+  log: (line: string) => void;
+}
+
+/**
+ * Loads the tensors of `weights` whose name and shape match, then says what did not fit: an
+ * E_WEIGHTS error when strict, else one warning naming each tensor (a Detect head left fresh by
+ * another nc or anchor count is said in one line, as it is intended).
+ */
+async function transferWeights(
+  handle: NativeModel,
+  weights: WeightsFile,
+  o: TransferOptions,
+): Promise<TransferReport> {
+  const anchorsName = `model.${o.detect}.anchors`;
+  const tensors = weights.tensors.filter((t) => !o.anchors || t.name !== anchorsName);
+  const report = await nativeCall(`loading ${weights.file}`, () =>
+    handle.loadState(tensors.map((t) => ({ name: t.name, shape: t.shape, data: t.data }))),
+  );
+  const entries = handle.stateEntries();
+  const total = entries.length;
+  const transfer = { file: weights.file, transferred: report.loaded, total, ...report };
+  const expected = new Map(entries.map((e) => [e.name, e.shape]));
+  const got = new Map(tensors.map((t) => [t.name, t.shape]));
+  const misfits = describeMisfits(report, expected, got);
+  if (o.strict && misfits.length > 0) {
+    throw new Yolo5Error(
+      'E_WEIGHTS',
+      `${weights.file} does not fit the model: ${listSome(misfits, 6)}`,
+      { file: weights.file },
+    );
+  }
+  if (report.loaded === 0) {
+    throw new Yolo5Error(
+      'E_WEIGHTS',
+      `${weights.file}: no tensor matches this model by name and shape`,
+      { file: weights.file },
+    );
+  }
+  o.log(`Transferred ${report.loaded}/${total} items from ${weights.file}`);
+  // Another nc or anchor count changes only the outputs (dim 0) of Detect's convs: intended.
+  const head = `model.${o.detect}.m.`;
+  const outputsOnly = (n: string) => {
+    const [e, g] = [expected.get(n) ?? [], got.get(n) ?? []];
+    return e.length === g.length && e.every((v, i) => i === 0 || v === g[i]);
+  };
+  const fresh = (n: string) =>
+    (o.anchors && n === anchorsName) ||
+    (n.startsWith(head) && report.mismatched.includes(n) && outputsOnly(n));
+  const other = misfits.filter((m) => !fresh(m.name));
+  if (misfits.some((m) => m.name.startsWith(head) && fresh(m.name))) {
+    const e = expected.get(`${head}0.weight`)?.[0] ?? 0;
+    const g = got.get(`${head}0.weight`)?.[0] ?? 0;
+    const ncw = g / (e / (o.nc + 5)) - 5;
+    const why = o.anchors
+      ? 'its anchors were replaced'
+      : Number.isInteger(ncw)
+        ? `the weights are for nc=${ncw}, the model has nc=${o.nc}`
+        : `its outputs in the weights have another size`;
+    o.log(`Detect head ${head.slice(0, -1)} starts fresh: ${why}`);
+  }
+  if (other.length > 0)
+    o.log(
+      `WARNING: ${other.length} tensors of ${weights.file} not transferred (fresh initialisation kept): ${listSome(other, 10)}`,
+    );
+  return transfer;
+}
+
+interface Misfit {
+  name: string;
+  text: string;
+}
+
+/** Each tensor that did not load, in words: name, the model's shape, the file's shape. */
+function describeMisfits(
+  report: { missing: string[]; unexpected: string[]; mismatched: string[] },
+  expected: Map<string, number[]>,
+  got: Map<string, number[]>,
+): Misfit[] {
+  const shape = (s: number[] | undefined) => `[${(s ?? []).join(', ')}]`;
+  return [
+    ...report.mismatched.map((name) => ({
+      name,
+      text: `${name} is ${shape(got.get(name))} in the file but ${shape(expected.get(name))} in the model`,
+    })),
+    ...report.missing.map((name) => ({
+      name,
+      text: `${name} ${shape(expected.get(name))} is missing`,
+    })),
+    ...report.unexpected.map((name) => ({
+      name,
+      text: `${name} ${shape(got.get(name))} is not in the model`,
+    })),
+  ];
+}
+
+/** The first `n` of a list joined with "; ", and how many more. */
+function listSome(items: Misfit[], n: number): string {
+  const more = items.length > n ? `; … and ${items.length - n} more` : '';
+  return `${items
+    .slice(0, n)
+    .map((m) => m.text)
+    .join('; ')}${more}`;
 }
 
 function numel(shape: readonly number[]): number {
@@ -214,46 +332,17 @@ export class Model {
 
     let transfer: TransferReport | undefined;
     if (weights !== undefined) {
+      // Without a config or class/anchor override the file is the model: every tensor must fit.
       const strict =
-        opts.cfg === undefined && opts.anchors === undefined && nc === (weights.nc ?? nc);
-      const anchorsName = `model.${config.backbone.length + config.head.length - 1}.anchors`;
-      const tensors = weights.tensors.filter(
-        (t) => opts.anchors === undefined || t.name !== anchorsName,
-      );
-      const report = await nativeCall(`loading ${weights.file}`, () =>
-        handle.loadState(tensors.map((t) => ({ name: t.name, shape: t.shape, data: t.data }))),
-      );
-      const total = handle.stateEntries().length;
-      transfer = { file: weights.file, transferred: report.loaded, total, ...report };
-      if (
-        strict &&
-        (report.missing.length > 0 || report.mismatched.length > 0 || report.unexpected.length > 0)
-      ) {
-        const parts = [
-          report.missing.length
-            ? `missing ${report.missing.slice(0, 5).join(', ')}${report.missing.length > 5 ? ', …' : ''}`
-            : '',
-          report.mismatched.length ? `wrong shape ${report.mismatched.slice(0, 5).join(', ')}` : '',
-          report.unexpected.length ? `unexpected ${report.unexpected.slice(0, 5).join(', ')}` : '',
-        ].filter(Boolean);
-        throw new Yolo5Error(
-          'E_WEIGHTS',
-          `${weights.file} does not fit its model config: ${parts.join('; ')}`,
-          {
-            file: weights.file,
-          },
-        );
-      }
-      if (report.loaded === 0) {
-        throw new Yolo5Error(
-          'E_WEIGHTS',
-          `${weights.file}: no tensor matches this model by name and shape`,
-          {
-            file: weights.file,
-          },
-        );
-      }
-      log(`Transferred ${report.loaded}/${total} items from ${weights.file}`);
+        opts.strict ??
+        (opts.cfg === undefined && opts.anchors === undefined && nc === (weights.nc ?? nc));
+      transfer = await transferWeights(handle, weights, {
+        strict,
+        detect: config.backbone.length + config.head.length - 1,
+        nc,
+        anchors: opts.anchors !== undefined,
+        log,
+      });
     }
     const model = new Model(handle, config, source, nc, names, transfer);
     if (device !== 'cpu') await model.to(device);

@@ -295,7 +295,13 @@ export interface NativeAddon {
     libtorchFile?: string;
   };
   jpegLibrary(): string;
-  imageInfo(paths: string[]): Promise<({ width: number; height: number } | { error: string })[]>;
+  /**
+   * Data-set verification per image: its size, or why it is unusable (unreadable, more than
+   * 178,956,970 pixels). `restored`: a JPEG without its end marker whose decodable part is used.
+   */
+  imageInfo(
+    paths: string[],
+  ): Promise<({ width: number; height: number; restored?: string } | { error: string })[]>;
   drawDetections(
     image: NativeImage,
     boxes: NativeDrawBox[],

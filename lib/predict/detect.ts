@@ -107,6 +107,8 @@ export async function detectImages(
       ...(opts.weights !== undefined ? { weights: singleOrMany(opts.weights) } : {}),
       ...(opts.cfg !== undefined ? { cfg: opts.cfg } : {}),
       ...(opts.device !== undefined ? { device: opts.device } : {}),
+      // Inference on freshly initialised tensors is never intended: every tensor must load.
+      strict: true,
       log,
     }));
   const stride = predictorStride(model);

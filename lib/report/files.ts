@@ -1,27 +1,31 @@
 /**
  * Run-folder files written so a kill never leaves half a file: a temporary beside the file,
- * renamed over it. Temporaries a killed process left are removed when a run starts or resumes.
+ * renamed over it (checkpoints: lib/checkpoint's writeCheckpoint and copyCheckpoint). Temporaries
+ * a killed process left are removed when a run starts or resumes.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fileError } from '../errors';
 
-/** Writes `text` to `file` through `<file>.<pid>.tmp` and a rename. */
+/** Writes `text` to `file` through `<file>.<pid>.tmp` and a rename (one E_FILE line on failure). */
 export function writeTextAtomic(file: string, text: string): void {
   const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, text);
-  fs.renameSync(tmp, file);
+  try {
+    fs.writeFileSync(tmp, text);
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw fileError('write', file, e);
+  }
 }
 
-/** Copies `from` to `to` through `<to>.<pid>.tmp`; `beforeRename` runs between (a test hook). */
-export async function copyFileAtomic(
-  from: string,
-  to: string,
-  beforeRename: () => void = () => {},
-): Promise<void> {
-  const tmp = `${to}.${process.pid}.tmp`;
-  await fs.promises.copyFile(from, tmp);
-  beforeRename();
-  await fs.promises.rename(tmp, to);
+/** Appends `text` to `file` (one E_FILE line on failure). */
+export function appendText(file: string, text: string): void {
+  try {
+    fs.appendFileSync(file, text);
+  } catch (e) {
+    throw fileError('write', file, e);
+  }
 }
 
 function alive(pid: number): boolean {

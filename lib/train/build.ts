@@ -19,6 +19,7 @@ import {
   type NativeTrainer,
   type NativeTrainerOptions,
 } from '../native/addon';
+import { makeDirs } from '../native/paths';
 import { TRAIN_DEFAULTS, checkImageSize } from '../options';
 import { writeTextAtomic } from '../report/files';
 import { makeRunDir } from '../report/runs';
@@ -168,7 +169,7 @@ function runFolder(
   const saveDir =
     point?.saveDir ??
     makeRunDir('train', { project: opts.project, name: opts.name, existOk: opts.existOk });
-  if (!opts.noweights) fs.mkdirSync(path.join(saveDir, 'weights'), { recursive: true });
+  if (!opts.noweights) makeDirs(path.join(saveDir, 'weights'), 'weights folder');
   if (!point) {
     removeRunTemporaries(saveDir, log);
     writeTextAtomic(path.join(saveDir, 'hyp.yaml'), yaml.dump(hyp));

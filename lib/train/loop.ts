@@ -7,10 +7,10 @@
  */
 import * as fs from 'node:fs';
 import { writeCheckpointAsync } from '../checkpoint/worker';
-import type { Yolo5CheckpointData } from '../checkpoint';
+import { copyCheckpoint, type Yolo5CheckpointData } from '../checkpoint';
 import type { NativeEpochStats } from '../native/addon';
 import { nativeCall } from '../native/addon';
-import { copyFileAtomic } from '../report/files';
+import { appendText } from '../report/files';
 import { val, type ValResult } from '../val/val';
 import type { Training } from './build';
 import { crashPoint } from './crash';
@@ -115,7 +115,7 @@ async function saveEpoch(
   crashPoint('results-row', epoch);
   if (improved) {
     // best.pt is this same file: copy it (atomically) instead of serialising twice.
-    await copyFileAtomic(t.lastPath, t.bestPath, () => crashPoint('best-copy', epoch));
+    await copyCheckpoint(t.lastPath, t.bestPath, () => crashPoint('best-copy', epoch));
   }
   return undefined;
 }
@@ -221,7 +221,7 @@ export async function runEpochs(t: Training, ctx: LoopContext): Promise<LoopResu
       const stop = !final && patience > 0 && ctx.state.sinceBest >= patience;
       pending = await saveEpoch(t, ctx, epoch, improved, final || stop);
       // The row goes in after the checkpoint, which holds it too: a kill in between loses nothing.
-      fs.appendFileSync(t.csv, resultsLine(ctx.state.results.at(-1)!));
+      appendText(t.csv, resultsLine(ctx.state.results.at(-1)!));
       records.push(record);
       const event: EpochEvent = { ...record, epochs, best: improved, saveDir: t.saveDir };
       if (r) event.val = r;

@@ -5,10 +5,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { loadCheckpoint, type Checkpoint } from '../checkpoint';
+import { copyCheckpoint, loadCheckpoint, type Checkpoint } from '../checkpoint';
 import { Yolo5Error } from '../errors';
 import { TRAIN_DEFAULTS } from '../options';
-import { copyFileAtomic, removeStaleTemporaries, writeTextAtomic } from '../report/files';
+import { removeStaleTemporaries, writeTextAtomic } from '../report/files';
 import { emptyTrainState, resultsText, trainStateFrom, type TrainState } from './state';
 import type { ResolvedTrainOptions, TrainOptions } from './types';
 
@@ -168,7 +168,7 @@ export async function repairRun(
   if (bestEpoch === lastEpoch && !point.finished) {
     // The checkpoint is the best epoch: best.pt is its copy (again, if a kill cut the copy short).
     if (!fs.existsSync(best)) log(`Restored ${best} from ${point.file} (epoch ${bestEpoch})`);
-    await copyFileAtomic(point.file, best);
+    await copyCheckpoint(point.file, best);
   } else if (!fs.existsSync(best)) {
     log(`WARNING: ${best} (epoch ${bestEpoch}) is missing; only a better epoch writes it again`);
   }

@@ -131,6 +131,8 @@ export async function val(opts: ValOptions): Promise<ValResult> {
       ...(opts.cfg !== undefined ? { cfg: opts.cfg } : {}),
       ...(opts.cfg !== undefined && opts.weights === undefined ? { nc: data.nc } : {}),
       ...(opts.device !== undefined ? { device: opts.device } : {}),
+      // Inference on freshly initialised tensors is never intended: every tensor must load.
+      strict: true,
       log,
     }));
   const singleCls = checkBoolean('singleCls', opts.singleCls ?? false);
