@@ -111,6 +111,10 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
     state_ = std::make_shared<TrainerState>();
     state_->model = ModelWrap::StateOf(info[0].As<Napi::Object>());
     if (info[1].IsObject()) state_->ema = ModelWrap::StateOf(info[1].As<Napi::Object>());
+    // The models' JS objects live as long as this one: collecting one would dispose it, and
+    // with it this trainer.
+    model_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+    if (info[1].IsObject()) ema_ref_ = Napi::Persistent(info[1].As<Napi::Object>());
     auto samples = to_samples(info[2]);
     auto config = to_trainer_config(info[3]);
     build(env, std::move(samples), std::move(config));
@@ -198,6 +202,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   }
 
   std::shared_ptr<TrainerState> state_;
+  Napi::ObjectReference model_ref_, ema_ref_;
 };
 
 // runEpoch(epoch, mosaic, onBatch) → Promise<EpochStats>
