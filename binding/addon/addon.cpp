@@ -149,6 +149,13 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// externalMemory() → the native bytes V8 has been told about, over all objects (the total kept by
+// AdjustExternalMemory; Node's memoryUsage() does not show it).
+Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(
+      info.Env(), static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
+}
+
 Napi::Value JpegLibrary(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), turbojpeg_path());
 }
@@ -176,6 +183,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("matmulGflops", Napi::Function::New<MatmulGflops>(env, "matmulGflops"));
   exports.Set("buildInfo", Napi::Function::New<BuildInfo>(env, "buildInfo"));
   exports.Set("jpegLibrary", Napi::Function::New<JpegLibrary>(env, "jpegLibrary"));
+  exports.Set("externalMemory", Napi::Function::New<ExternalMemory>(env, "externalMemory"));
   exports.Set("imageInfo", Napi::Function::New<ImageInfo>(env, "imageInfo"));
   exports.Set("drawDetections", Napi::Function::New<DrawDetections>(env, "drawDetections"));
   exports.Set("loadTensorFile", Napi::Function::New<LoadTensorFile>(env, "loadTensorFile"));

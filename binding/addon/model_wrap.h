@@ -1,19 +1,43 @@
 // The JS handle of one model. Every slow method queues a TaskWorker; a mutex serialises calls that
-// use the same model so concurrent Promises never race on its mode or buffers.
+// use the same model so concurrent Promises never race on its mode or buffers. Synchronous
+// methods never take that mutex: they read a listing that each changing call refreshes, or fail
+// fast with E_BUSY while a call is using the model (addon/lifetime.h has dispose()).
 #pragma once
 #include <napi.h>
 
 #include <memory>
 #include <mutex>
+#include <optional>
 
+#include "addon/lifetime.h"
+#include "addon/worker.h"
+#include "model/listing.h"
 #include "model/yolo.h"
 
 namespace yolo5 {
 
 struct ModelState {
-  std::shared_ptr<YoloModelImpl> model;
-  std::mutex mutex;
+  std::shared_ptr<YoloModelImpl> model;  // reset when disposed and idle
+  std::mutex mutex;                      // held by the worker using the model
+
+  // Main thread only.
+  ModelListing listing;
+  Lifetime life{"model"};
+  // Takes a listing made under the mutex (names, flags, anchors, host bytes) for synchronous
+  // calls, and tells V8 the bytes.
+  void publish(Napi::Env env, ModelListing l);
 };
+
+// A listing to fill in a worker and publish on the main thread when the call settles.
+using PendingListing = std::shared_ptr<std::optional<ModelListing>>;
+
+// Queues a call that uses `states` (one model, or an ensemble): each must not be disposed, and
+// each counts the call as in flight until it settles (so dispose() frees only after it).
+// `listings` (optional, one per state) are published when the call settles, then `after` runs.
+Napi::Promise queue_on_models(Napi::Env env, const std::vector<std::shared_ptr<ModelState>>& states,
+                              TaskWorker::Execute_ execute, TaskWorker::Resolve resolve,
+                              const char* name, std::vector<PendingListing> listings = {},
+                              TaskWorker::Done after = nullptr);
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
@@ -21,7 +45,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // createModel(spec) → Promise<ModelWrap>
   static Napi::Value Create(const Napi::CallbackInfo& info);
   explicit ModelWrap(const Napi::CallbackInfo& info);
-  // The model behind a NativeModel object (throws a TypeError for anything else).
+  ~ModelWrap() override;
+  // The model behind a NativeModel object (a TypeError for anything else, E_DISPOSED when
+  // disposed).
   static std::shared_ptr<ModelState> StateOf(const Napi::Object& obj);
 
  private:
@@ -37,6 +63,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Loss(const Napi::CallbackInfo& info);     // train_wrap.cpp
   Napi::Value Clone(const Napi::CallbackInfo& info);
   Napi::Value To(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value Disposed(const Napi::CallbackInfo& info);
 
   std::shared_ptr<ModelState> state_;
 };

@@ -10,48 +10,6 @@
 #include "infer/predict.h"
 
 namespace yolo5 {
-LossHyp to_loss_hyp(const Napi::Object& o);  // train_wrap.cpp
-}
-
-namespace yolo5 {
-
-namespace {
-
-ImageInput to_image_input(const Napi::Value& v) {
-  ImageInput in;
-  if (v.IsString()) {
-    in.kind = ImageInput::Kind::Path;
-    in.path = v.As<Napi::String>().Utf8Value();
-  } else if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
-    auto a = v.As<Napi::Uint8Array>();
-    in.kind = ImageInput::Kind::Encoded;
-    in.bytes.assign(a.Data(), a.Data() + a.ElementLength());
-  } else if (v.IsObject() && v.As<Napi::Object>().Get("data").IsTypedArray()) {
-    auto o = v.As<Napi::Object>();
-    auto a = o.Get("data").As<Napi::Uint8Array>();
-    in.kind = ImageInput::Kind::Raw;
-    in.width = o.Get("width").As<Napi::Number>().Int32Value();
-    in.height = o.Get("height").As<Napi::Number>().Int32Value();
-    if (in.width <= 0 || in.height <= 0 ||
-        a.ElementLength() != static_cast<size_t>(in.width) * in.height * 3)
-      throw Napi::RangeError::New(v.Env(),
-                                  "raw image: data must hold width × height × 3 RGB bytes");
-    in.bytes.assign(a.Data(), a.Data() + a.ElementLength());
-  } else {
-    throw Napi::TypeError::New(
-        v.Env(), "an image is a path, an encoded Uint8Array, or { data, width, height }");
-  }
-  return in;
-}
-
-double num(const Napi::Object& o, const char* key, double fallback) {
-  auto v = o.Get(key);
-  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
-}
-
-bool flag(const Napi::Object& o, const char* key) { return o.Get(key).ToBoolean().Value(); }
-
-}  // namespace
 
 // predict(images, options) → Promise<{ results: [{ ok, error?, width, height, detections }], timing
 // }>
@@ -62,65 +20,22 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
   auto arr = info[0].As<Napi::Array>();
   auto inputs = std::make_shared<std::vector<ImageInput>>();
   for (uint32_t i = 0; i < arr.Length(); ++i) inputs->push_back(to_image_input(arr.Get(i)));
-  auto o = info[1].As<Napi::Object>();
-  PredictOptions opts;
-  opts.imgsz = static_cast<int>(num(o, "imgsz", 640));
-  if (o.Get("shape").IsArray()) {
-    auto s = to_shape(o.Get("shape"), "shape");
-    if (s.size() != 2) throw Napi::TypeError::New(env, "shape must be [height, width]");
-    opts.shape = std::make_pair(static_cast<int>(s[0]), static_cast<int>(s[1]));
-  }
-  opts.nms.conf = num(o, "conf", 0.25);
-  opts.nms.iou = num(o, "iou", 0.45);
-  opts.nms.multi_label = flag(o, "multiLabel");
-  opts.nms.agnostic = flag(o, "agnostic");
-  opts.nms.max_det = static_cast<int64_t>(num(o, "maxDet", 300));
-  if (o.Get("classes").IsArray()) opts.nms.classes = to_shape(o.Get("classes"), "classes");
-  // augment: true → the reference's passes; tta: [{ scale, flip }] → exactly these passes.
-  if (flag(o, "augment")) opts.tta = default_tta();
-  if (o.Get("tta").IsArray()) {
-    auto passes = o.Get("tta").As<Napi::Array>();
-    opts.tta.clear();
-    for (uint32_t i = 0; i < passes.Length(); ++i) {
-      if (!passes.Get(i).IsObject())
-        throw Napi::TypeError::New(env, "tta: each pass is { scale, flip }");
-      auto p = passes.Get(i).As<Napi::Object>();
-      TtaPass pass{num(p, "scale", 1), flag(p, "flip")};
-      if (!(pass.scale > 0 && pass.scale <= 1))
-        throw Napi::RangeError::New(
-            env, "tta: scale must be in (0, 1], got " + std::to_string(pass.scale));
-      opts.tta.push_back(pass);
-    }
-  }
+  Fields o(info[1], "predict options");
+  auto opts = to_predict_options(o, inputs->size());
   // ensemble: further NativeModels run on the same batches (their outputs join before NMS).
   std::vector<std::shared_ptr<ModelState>> states{state_};
-  if (o.Get("ensemble").IsArray()) {
-    auto others = o.Get("ensemble").As<Napi::Array>();
+  if (o.has("ensemble")) {
+    auto others = o.array("ensemble");
     for (uint32_t i = 0; i < others.Length(); ++i) {
       if (!others.Get(i).IsObject())
         throw Napi::TypeError::New(env, "ensemble: expected NativeModel objects");
       states.push_back(ModelWrap::StateOf(others.Get(i).As<Napi::Object>()));
     }
   }
-  if (o.Get("loss").IsObject()) {
-    opts.loss = to_loss_hyp(o.Get("loss").As<Napi::Object>());
-    auto labels = o.Get("labels");
-    if (!labels.IsArray() || labels.As<Napi::Array>().Length() != inputs->size())
-      throw Napi::TypeError::New(
-          env, "predict: loss needs labels, one Float32Array of rows of 5 per image");
-    auto la = labels.As<Napi::Array>();
-    for (uint32_t i = 0; i < la.Length(); ++i) {
-      auto rows = la.Get(i).As<Napi::Float32Array>();
-      std::vector<std::array<float, 5>> list;
-      for (size_t k = 0; k + 5 <= rows.ElementLength(); k += 5)
-        list.push_back({rows[k], rows[k + 1], rows[k + 2], rows[k + 3], rows[k + 4]});
-      opts.labels.push_back(std::move(list));
-    }
-  }
   auto results = std::make_shared<std::vector<PredictResult>>();
   auto timing = std::make_shared<PredictTiming>();
-  return TaskWorker::Queue(
-      env,
+  return queue_on_models(
+      env, states,
       [states, inputs, opts, results, timing] {
         // Each distinct model locked once, always in address order, so that two ensembles
         // sharing models cannot deadlock.
@@ -223,26 +138,30 @@ Napi::Value DrawDetections(const Napi::CallbackInfo& info) {
   auto boxes = std::make_shared<std::vector<Box>>();
   auto arr = info[1].As<Napi::Array>();
   for (uint32_t i = 0; i < arr.Length(); ++i) {
-    auto b = arr.Get(i).As<Napi::Object>();
-    boxes->push_back(
-        {static_cast<float>(num(b, "x1", 0)), static_cast<float>(num(b, "y1", 0)),
-         static_cast<float>(num(b, "x2", 0)), static_cast<float>(num(b, "y2", 0)),
-         static_cast<int>(num(b, "cls", 0)),
-         b.Get("label").IsString() ? b.Get("label").As<Napi::String>().Utf8Value() : ""});
+    Fields b(arr.Get(i), "drawDetections boxes[" + std::to_string(i) + "]");
+    boxes->push_back({static_cast<float>(b.number("x1")), static_cast<float>(b.number("y1")),
+                      static_cast<float>(b.number("x2")), static_cast<float>(b.number("y2")),
+                      static_cast<int>(b.integer("cls")), b.string("label")});
   }
-  auto o = info[2].As<Napi::Object>();
-  int lw = static_cast<int>(num(o, "lineWidth", 0));
-  std::string output =
-      o.Get("output").IsString() ? o.Get("output").As<Napi::String>().Utf8Value() : "";
-  std::string format =
-      o.Get("format").IsString() ? o.Get("format").As<Napi::String>().Utf8Value() : "jpg";
+  Fields o(info[2], "drawDetections options");
+  // lineWidth absent (or 0): the reference's thickness for the image's size.
+  const int lw = o.has("lineWidth") ? static_cast<int>(o.integer("lineWidth")) : 0;
+  // Either a file to write (format from its extension) or the format of the bytes to return.
+  const std::string output = o.has("output") ? o.string("output") : "";
+  const std::string format = o.has("format") ? o.string("format") : "";
+  if (output.empty() == format.empty())
+    throw Napi::TypeError::New(env,
+                               "drawDetections options: expected exactly one of output "
+                               "(a file to write) or format (the bytes to return)");
   auto crops = std::make_shared<std::vector<std::pair<int, std::string>>>();
-  if (o.Get("crops").IsArray()) {
-    auto c = o.Get("crops").As<Napi::Array>();
+  if (o.has("crops")) {
+    auto c = o.array("crops");
     for (uint32_t i = 0; i < c.Length(); ++i) {
-      auto item = c.Get(i).As<Napi::Object>();
-      crops->emplace_back(static_cast<int>(num(item, "index", 0)),
-                          item.Get("path").As<Napi::String>().Utf8Value());
+      Fields item(c.Get(i), o.path("crops") + "[" + std::to_string(i) + "]");
+      const auto index = item.integer("index");
+      if (index < 0 || static_cast<size_t>(index) >= boxes->size())
+        throw Napi::RangeError::New(env, item.path("index") + ": no box " + std::to_string(index));
+      crops->emplace_back(static_cast<int>(index), item.string("path"));
     }
   }
   auto encoded = std::make_shared<std::vector<uint8_t>>();

@@ -8,29 +8,12 @@
 
 namespace yolo5 {
 
-LossHyp to_loss_hyp(const Napi::Object& o) {
-  auto get = [&](const char* key, double fallback) {
-    auto v = o.Get(key);
-    return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
-  };
-  LossHyp h;
-  h.box = get("box", h.box);
-  h.cls = get("cls", h.cls);
-  h.obj = get("obj", h.obj);
-  h.cls_pw = get("cls_pw", h.cls_pw);
-  h.obj_pw = get("obj_pw", h.obj_pw);
-  h.anchor_t = get("anchor_t", h.anchor_t);
-  h.fl_gamma = get("fl_gamma", h.fl_gamma);
-  h.label_smoothing = get("label_smoothing", h.label_smoothing);
-  return h;
-}
-
-// loss(input, shape, targets (n×6), hyp, { train?, gradNames?: string[], channelsLast? })
+// loss(input, shape, targets (n×6), hyp, { train, gradNames: string[], channelsLast })
 //   → Promise<{ loss, lbox, lobj, lcls, gradNorms: { name: norm } }>
 // In train mode the forward uses batch statistics and gradients are computed (then cleared).
 Napi::Value ModelWrap::Loss(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  if (info.Length() < 4)
+  if (info.Length() != 5)
     throw Napi::TypeError::New(env, "loss(input, shape, targets, hyp, options)");
   auto input = std::make_shared<HostArray>(to_host_array(info[0], "input"));
   auto shape = to_shape(info[1], "shape");
@@ -39,18 +22,16 @@ Napi::Value ModelWrap::Loss(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "input and targets must be Float32Arrays");
   if (targets->length % 6 != 0)
     throw Napi::RangeError::New(env, "targets must hold rows of 6 values");
-  auto hyp = to_loss_hyp(info[3].As<Napi::Object>());
-  bool train = true, channels_last = false;
+  auto hyp = to_loss_hyp(Fields(info[3], "loss hyp"));
+  Fields o(info[4], "loss options");
+  const bool train = o.boolean("train"), channels_last = o.boolean("channelsLast");
   std::vector<std::string> grad_names;
-  if (info.Length() > 4 && info[4].IsObject()) {
-    auto o = info[4].As<Napi::Object>();
-    if (o.Has("train")) train = o.Get("train").ToBoolean().Value();
-    if (o.Has("channelsLast")) channels_last = o.Get("channelsLast").ToBoolean().Value();
-    if (o.Get("gradNames").IsArray()) {
-      auto a = o.Get("gradNames").As<Napi::Array>();
-      for (uint32_t i = 0; i < a.Length(); ++i)
-        grad_names.push_back(a.Get(i).As<Napi::String>().Utf8Value());
-    }
+  auto names = o.array("gradNames");
+  for (uint32_t i = 0; i < names.Length(); ++i) {
+    if (!names.Get(i).IsString())
+      throw type_error(names.Get(i), o.path("gradNames") + "[" + std::to_string(i) + "]",
+                       "a string");
+    grad_names.push_back(names.Get(i).As<Napi::String>().Utf8Value());
   }
   struct Result {
     double loss = 0, lbox = 0, lobj = 0, lcls = 0;
@@ -58,8 +39,8 @@ Napi::Value ModelWrap::Loss(const Napi::CallbackInfo& info) {
   };
   auto result = std::make_shared<Result>();
   auto state = state_;
-  return TaskWorker::Queue(
-      env,
+  return queue_on_models(
+      env, {state},
       [state, input, shape, targets, hyp, train, channels_last, grad_names, result] {
         std::lock_guard<std::mutex> lock(state->mutex);
         auto& model = *state->model;

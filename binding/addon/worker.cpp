@@ -14,15 +14,17 @@ std::string describe_exception(std::exception_ptr e) {
   }
 }
 
-TaskWorker::TaskWorker(Napi::Env env, Execute_ execute, Resolve resolve, const char* name)
+TaskWorker::TaskWorker(Napi::Env env, Execute_ execute, Resolve resolve, const char* name,
+                       Done done)
     : Napi::AsyncWorker(env, name),
       deferred_(Napi::Promise::Deferred::New(env)),
       execute_(std::move(execute)),
-      resolve_(std::move(resolve)) {}
+      resolve_(std::move(resolve)),
+      done_(std::move(done)) {}
 
-Napi::Promise TaskWorker::Queue(Napi::Env env, Execute_ execute, Resolve resolve,
-                                const char* name) {
-  auto* worker = new TaskWorker(env, std::move(execute), std::move(resolve), name);
+Napi::Promise TaskWorker::Queue(Napi::Env env, Execute_ execute, Resolve resolve, const char* name,
+                                Done done) {
+  auto* worker = new TaskWorker(env, std::move(execute), std::move(resolve), name, std::move(done));
   auto promise = worker->deferred_.Promise();
   worker->Napi::AsyncWorker::Queue();
   return promise;
@@ -44,8 +46,21 @@ void TaskWorker::OnOK() {
   } catch (...) {
     deferred_.Reject(Napi::Error::New(Env(), describe_exception(std::current_exception())).Value());
   }
+  finish();
 }
 
-void TaskWorker::OnError(const Napi::Error& e) { deferred_.Reject(e.Value()); }
+void TaskWorker::OnError(const Napi::Error& e) {
+  deferred_.Reject(e.Value());
+  finish();
+}
+
+void TaskWorker::finish() {
+  if (!done_) return;
+  try {
+    done_(Env());
+  } catch (...) {
+    // Bookkeeping after the promise settled has no caller left to tell.
+  }
+}
 
 }  // namespace yolo5

@@ -1,5 +1,6 @@
 // One AsyncWorker for every slow call: `execute` runs on a worker thread and never touches V8,
-// `resolve` turns its results into JS values on the main thread.
+// `resolve` turns its results into JS values on the main thread, and `done` (optional) runs on
+// the main thread after the promise settled either way (the end of a Lifetime call).
 #pragma once
 #include <napi.h>
 
@@ -15,8 +16,10 @@ class TaskWorker : public Napi::AsyncWorker {
  public:
   using Execute_ = std::function<void()>;
   using Resolve = std::function<Napi::Value(Napi::Env)>;
+  using Done = std::function<void(Napi::Env)>;
 
-  static Napi::Promise Queue(Napi::Env env, Execute_ execute, Resolve resolve, const char* name);
+  static Napi::Promise Queue(Napi::Env env, Execute_ execute, Resolve resolve, const char* name,
+                             Done done = nullptr);
 
  protected:
   void Execute() override;
@@ -24,10 +27,12 @@ class TaskWorker : public Napi::AsyncWorker {
   void OnError(const Napi::Error& e) override;
 
  private:
-  TaskWorker(Napi::Env env, Execute_ execute, Resolve resolve, const char* name);
+  TaskWorker(Napi::Env env, Execute_ execute, Resolve resolve, const char* name, Done done);
+  void finish();
   Napi::Promise::Deferred deferred_;
   Execute_ execute_;
   Resolve resolve_;
+  Done done_;
 };
 
 // Runs `body`, turning any C++ exception into a thrown JS Error.

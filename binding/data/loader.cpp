@@ -295,6 +295,14 @@ void Loader::set_sample_weights(std::vector<double> weights) {
   sample_weights_ = std::move(weights);
 }
 
+int64_t Loader::cache_bytes() {
+  std::lock_guard<std::mutex> lock(cache_mutex_);
+  int64_t bytes = 0;
+  for (const auto& img : cache_)
+    if (img) bytes += static_cast<int64_t>(img->pixels.size());
+  return bytes;
+}
+
 void Loader::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -21,15 +21,16 @@ struct Sample {
   int width = 0, height = 0;                 // source size (for rect shapes)
 };
 
+// Every field is set by the caller (addon/convert.cpp); the defaults live in lib/.
 struct LoaderOptions {
-  int imgsz = 640;
-  int batch = 16;
-  int stride = 32;
-  bool augment = true;
+  int imgsz = 0;
+  int batch = 0;
+  int stride = 0;
+  bool augment = false;
   bool rect = false;  // aspect-ratio batches, no mosaic, no shuffle
-  bool shuffle = true;
+  bool shuffle = false;
   bool cache = false;  // keep resized images in memory
-  int workers = 2;
+  int workers = 0;
   uint64_t seed = 0;
 };
 
@@ -56,6 +57,8 @@ class Loader {
   void stop();
   // --image-weights: the next epochs draw samples with these probabilities (with replacement).
   void set_sample_weights(std::vector<double> weights);
+  // Bytes of decoded images kept by `cache` (0 without it).
+  int64_t cache_bytes();
 
   // One augmented sample (for tests and benchmarks): image and labels (class, cx, cy, w, h).
   std::pair<Image, std::vector<std::array<float, 5>>> sample(int64_t index, int64_t epoch,

@@ -120,11 +120,12 @@ Image load_input(const ImageInput& input) {
   throw std::invalid_argument("unknown image input");
 }
 
-std::vector<PredictResult> predict(const std::vector<YoloModelImpl*>& models,
-                                   const std::vector<ImageInput>& inputs,
-                                   const PredictOptions& opts, PredictTiming& timing) {
+namespace {
+
+// The largest stride among the models, after checking that they can form one ensemble.
+int check_models(const std::vector<YoloModelImpl*>& models, const PredictOptions& opts) {
   if (models.empty()) throw std::invalid_argument("predict: no model");
-  YoloModelImpl& model = *models[0];
+  const YoloModelImpl& model = *models[0];
   int stride = 0;
   for (auto* m : models) {
     const auto& s = m->detect().stride;
@@ -139,57 +140,48 @@ std::vector<PredictResult> predict(const std::vector<YoloModelImpl*>& models,
   if (opts.loss && (models.size() > 1 || !opts.tta.empty()))
     throw std::invalid_argument(
         "predict: the loss is computed for one model without test-time augmentation");
-  const bool plain = models.size() == 1 && opts.tta.empty();
-  const auto n = static_cast<int64_t>(inputs.size());
-  std::vector<PredictResult> results(inputs.size());
-  std::vector<Image> boxed(inputs.size());
-  std::vector<Placement> place(inputs.size());
+  return stride;
+}
 
-  auto t0 = Clock::now();
-  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      auto& r = results[i];
-      try {
-        Image src = load_input(inputs[i]);
-        r.width = src.width;
-        r.height = src.height;
-        Placement& p = place[i];
-        if (opts.shape) {
-          // The reference's val path: long side to imgsz (area when shrinking), then letterbox
-          // into the batch shape without upscaling.
-          double ratio = static_cast<double>(opts.imgsz) / std::max(src.width, src.height);
-          Image resized = src;
-          if (ratio != 1) {
-            resized = resize_image(src, static_cast<int>(std::ceil(src.width * ratio)),
-                                   static_cast<int>(std::ceil(src.height * ratio)),
-                                   ratio > 1 ? Interp::Linear : Interp::Area);
-          }
-          auto lb = letterbox(resized, opts.shape->first, opts.shape->second, false, false, stride);
-          p.gain = static_cast<double>(resized.height) / src.height * lb.ratio;
-          p.pad_w = lb.pad_w;
-          p.pad_h = lb.pad_h;
-          boxed[i] = std::move(lb.image);
-        } else {
-          auto lb = letterbox(src, opts.imgsz, opts.imgsz, true, true, stride);
-          const Image& im = lb.image;
-          // Detect maps back from the shapes alone, as the reference does.
-          p.gain = std::min(static_cast<double>(im.height) / src.height,
-                            static_cast<double>(im.width) / src.width);
-          p.pad_w = (im.width - src.width * p.gain) / 2;
-          p.pad_h = (im.height - src.height * p.gain) / 2;
-          boxed[i] = std::move(lb.image);
-        }
-        if (opts.keep_images) r.image = std::move(src);
-        r.ok = true;
-      } catch (const std::exception& e) {
-        r.ok = false;
-        r.error = e.what();
-      }
+// Decodes one image and letterboxes it into `boxed`, recording where it sits.
+void prepare(const ImageInput& input, const PredictOptions& opts, int stride, PredictResult& r,
+             Image& boxed, Placement& p) {
+  Image src = load_input(input);
+  r.width = src.width;
+  r.height = src.height;
+  if (opts.shape) {
+    // The reference's val path: long side to imgsz (area when shrinking), then letterbox
+    // into the batch shape without upscaling.
+    double ratio = static_cast<double>(opts.imgsz) / std::max(src.width, src.height);
+    Image resized = src;
+    if (ratio != 1) {
+      resized = resize_image(src, static_cast<int>(std::ceil(src.width * ratio)),
+                             static_cast<int>(std::ceil(src.height * ratio)),
+                             ratio > 1 ? Interp::Linear : Interp::Area);
     }
-  });
-  timing.pre_ms += ms_since(t0);
+    auto lb = letterbox(resized, opts.shape->first, opts.shape->second, false, false, stride);
+    p.gain = static_cast<double>(resized.height) / src.height * lb.ratio;
+    p.pad_w = lb.pad_w;
+    p.pad_h = lb.pad_h;
+    boxed = std::move(lb.image);
+  } else {
+    auto lb = letterbox(src, opts.imgsz, opts.imgsz, true, true, stride);
+    const Image& im = lb.image;
+    // Detect maps back from the shapes alone, as the reference does.
+    p.gain = std::min(static_cast<double>(im.height) / src.height,
+                      static_cast<double>(im.width) / src.width);
+    p.pad_w = (im.width - src.width * p.gain) / 2;
+    p.pad_h = (im.height - src.height * p.gain) / 2;
+    boxed = std::move(lb.image);
+  }
+  if (opts.keep_images) r.image = std::move(src);
+  r.ok = true;
+}
 
-  // Batches: all images together when they share one shape (val), else one by one (detect).
+// Batches: all images together when they share one shape (val), else one by one (detect).
+std::vector<std::vector<int64_t>> make_batches(const std::vector<PredictResult>& results,
+                                               const PredictOptions& opts) {
+  const auto n = static_cast<int64_t>(results.size());
   std::vector<std::vector<int64_t>> batches;
   if (opts.shape) {
     batches.emplace_back();
@@ -199,10 +191,66 @@ std::vector<PredictResult> predict(const std::vector<YoloModelImpl*>& models,
     for (int64_t i = 0; i < n; ++i)
       if (results[i].ok) batches.push_back({i});
   }
+  return batches;
+}
+
+// Val loss of one batch: the labels mapped into the batch's input (scaled by each placement's
+// gain, shifted by its padding), summed into the timing.
+void add_batch_loss(YoloModelImpl& model, const ForwardOutput& fwd, const torch::Tensor& x,
+                    const std::vector<int64_t>& batch, const std::vector<PredictResult>& results,
+                    const std::vector<Placement>& place, const PredictOptions& opts,
+                    PredictTiming& timing) {
+  const double H = static_cast<double>(x.size(2)), W = static_cast<double>(x.size(3));
+  std::vector<float> rows;
+  for (size_t k = 0; k < batch.size(); ++k) {
+    const auto& r = results[batch[k]];
+    const auto& p = place[batch[k]];
+    for (const auto& l : opts.labels.at(batch[k])) {
+      rows.insert(rows.end(), {static_cast<float>(k), l[0],
+                               static_cast<float>((l[1] * r.width * p.gain + p.pad_w) / W),
+                               static_cast<float>((l[2] * r.height * p.gain + p.pad_h) / H),
+                               static_cast<float>(l[3] * r.width * p.gain / W),
+                               static_cast<float>(l[4] * r.height * p.gain / H)});
+    }
+  }
+  auto targets =
+      torch::from_blob(rows.data(), {static_cast<int64_t>(rows.size() / 6), 6}, torch::kFloat)
+          .to(x.device());
+  auto parts = compute_loss(fwd.raw, targets, model.detect(), *opts.loss).parts.to(torch::kCPU);
+  for (int j = 0; j < 3; ++j) timing.loss[j] += parts[j].item<double>();
+  ++timing.loss_batches;
+}
+
+}  // namespace
+
+std::vector<PredictResult> predict(const std::vector<YoloModelImpl*>& models,
+                                   const std::vector<ImageInput>& inputs,
+                                   const PredictOptions& opts, PredictTiming& timing) {
+  const int stride = check_models(models, opts);
+  YoloModelImpl& model = *models[0];
+  const bool plain = models.size() == 1 && opts.tta.empty();
+  const auto n = static_cast<int64_t>(inputs.size());
+  std::vector<PredictResult> results(inputs.size());
+  std::vector<Image> boxed(inputs.size());
+  std::vector<Placement> place(inputs.size());
+
+  auto t0 = Clock::now();
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      try {
+        prepare(inputs[i], opts, stride, results[i], boxed[i], place[i]);
+      } catch (const std::exception& e) {
+        results[i].ok = false;
+        results[i].error = e.what();
+      }
+    }
+  });
+  timing.pre_ms += ms_since(t0);
+
   c10::InferenceMode guard;
   for (auto* m : models) m->eval();
   auto device = model.detect().anchors.device();
-  for (auto& batch : batches) {
+  for (auto& batch : make_batches(results, opts)) {
     if (batch.empty()) continue;
     auto t1 = Clock::now();
     std::vector<const Image*> images;
@@ -222,28 +270,7 @@ std::vector<PredictResult> predict(const std::vector<YoloModelImpl*>& models,
     }
     if (device.is_cuda()) out = out.to(torch::kCPU);  // NMS runs on the CPU copy
     timing.inference_ms += ms_since(t2);
-    if (opts.loss) {
-      // Labels into this batch's input: scaled by the placement's gain, shifted by its padding.
-      const double H = static_cast<double>(x.size(2)), W = static_cast<double>(x.size(3));
-      std::vector<float> rows;
-      for (size_t k = 0; k < batch.size(); ++k) {
-        const auto& r = results[batch[k]];
-        const auto& p = place[batch[k]];
-        for (const auto& l : opts.labels.at(batch[k])) {
-          rows.insert(rows.end(), {static_cast<float>(k), l[0],
-                                   static_cast<float>((l[1] * r.width * p.gain + p.pad_w) / W),
-                                   static_cast<float>((l[2] * r.height * p.gain + p.pad_h) / H),
-                                   static_cast<float>(l[3] * r.width * p.gain / W),
-                                   static_cast<float>(l[4] * r.height * p.gain / H)});
-        }
-      }
-      auto targets =
-          torch::from_blob(rows.data(), {static_cast<int64_t>(rows.size() / 6), 6}, torch::kFloat)
-              .to(device);
-      auto parts = compute_loss(fwd.raw, targets, model.detect(), *opts.loss).parts.to(torch::kCPU);
-      for (int j = 0; j < 3; ++j) timing.loss[j] += parts[j].item<double>();
-      ++timing.loss_batches;
-    }
+    if (opts.loss) add_batch_loss(model, fwd, x, batch, results, place, opts, timing);
     auto t3 = Clock::now();
     auto dets = non_max_suppression(out, opts.nms);
     for (size_t k = 0; k < batch.size(); ++k) {

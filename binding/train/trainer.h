@@ -1,6 +1,7 @@
-// One training epoch at a time, natively: batches from the loader → forward → loss → backward →
+// One training epoch at a time, natively: batches from the loader → forward and loss → backward →
 // (every `accumulate` batches) clip, optimizer step, EMA. Warmup and the LR schedule as the
-// reference applies them.
+// reference applies them (train/schedule.h); the optimizer in train/optimizer.h, the EMA in
+// train/ema.h.
 #pragma once
 #include <atomic>
 #include <functional>
@@ -11,46 +12,35 @@
 #include "data/loader.h"
 #include "loss/loss.h"
 #include "model/yolo.h"
+#include "train/ema.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
 
 namespace yolo5 {
 
-struct TrainHyp {
-  double lr0 = 0.01, lrf = 0.01, momentum = 0.937, weight_decay = 5e-4;
-  double warmup_epochs = 3, warmup_momentum = 0.8, warmup_bias_lr = 0.1;
-};
-
+// Every field is set by the caller (addon/convert.cpp from the options TypeScript resolved): no
+// defaults here, so that the defaults live in one place (lib/).
 struct TrainerOptions {
-  int64_t epochs = 100;
-  int batch = 16;
-  int nbs = 64;                   // nominal batch size
-  std::string optimizer = "SGD";  // SGD (nesterov), Adam, AdamW
+  int64_t epochs = 0;
+  int batch = 0;
+  int nbs = 0;  // nominal batch size
+  OptimizerKind optimizer = OptimizerKind::SGD;
   bool cos_lr = false;
   TrainHyp hyp;
   LossHyp loss;
-  double max_grad_norm = 10.0;
   bool multi_scale = false;  // each batch resized to a random 0.5–1.5× imgsz (stride multiple)
-  int imgsz = 640;
-  int stride = 32;
+  int imgsz = 0;
+  int stride = 0;
   uint64_t seed = 0;
-  bool freeze_bn =
-      false;  // BatchNorm layers whose weights are frozen keep their running statistics
+  // BatchNorm layers whose weights are frozen keep their running statistics.
+  bool freeze_bn = false;
   // Convolution weights and batches in NHWC memory order (oneDNN's native layout on CPU: no
   // reorders around each convolution). Numerically the same model; state read-outs are NCHW.
   bool channels_last = false;
 };
 
-class ModelEma {
- public:
-  ModelEma(std::shared_ptr<YoloModelImpl> ema, int64_t updates)
-      : ema_(std::move(ema)), updates_(updates) {}
-  void update(YoloModelImpl& model);
-  int64_t updates() const { return updates_; }
-  void set_updates(int64_t u) { updates_ = u; }
-
- private:
-  std::shared_ptr<YoloModelImpl> ema_;
-  int64_t updates_ = 0;
-};
+// The reference clips the gradient norm at 10 before every optimizer step.
+constexpr double kMaxGradNorm = 10.0;
 
 // Where an epoch's wall time went, in seconds, cumulative: waiting for the loader's batch, forward
 // pass + loss, backward pass, optimizer step (clipping, step, EMA). On CUDA these are enqueue times
@@ -70,8 +60,8 @@ struct BatchProgress {
 
 struct EpochStats {
   double lbox = 0, lobj = 0, lcls = 0;
-  std::vector<double>
-      lrs;  // per group at the epoch's end: biases, weights (decay), BatchNorm weights
+  // Per group at the epoch's end: biases, weights (decay), BatchNorm weights.
+  std::vector<double> lrs;
   int64_t batches = 0, images = 0;
   double seconds = 0;
   StepTimes times;
@@ -91,31 +81,45 @@ class Trainer {
 
   int64_t batches_per_epoch() const { return loader_->batches_per_epoch(); }
   Loader& loader() { return *loader_; }
+  const Loader& loader() const { return *loader_; }
   ModelEma* ema() { return ema_.get(); }
-  int accumulate() const { return accumulate_; }
-  double weight_decay() const { return weight_decay_; }
+  const ModelEma* ema() const { return ema_.get(); }
+  int accumulate() const { return schedule_.accumulate(); }
+  double weight_decay() const { return schedule_.weight_decay(); }
+  const Schedule& schedule() const { return schedule_; }
 
   // Optimizer state for checkpoints: per parameter name, the buffers (momentum_buffer, exp_avg, …).
-  std::vector<std::tuple<std::string, std::string, torch::Tensor>> optimizer_buffers() const;
-  void load_optimizer_buffers(
-      const std::vector<std::tuple<std::string, std::string, torch::Tensor>>& buffers);
-  int64_t last_opt_step() const { return last_opt_step_; }
-  void set_last_opt_step(int64_t v) { last_opt_step_ = v; }
-
-  double lr_factor(double epoch) const;
+  std::vector<OptimizerBuffer> optimizer_buffers() const { return optimizer_->buffers(); }
+  void load_optimizer_buffers(const std::vector<OptimizerBuffer>& buffers) {
+    optimizer_->load_buffers(buffers);
+  }
+  // Atomic: read on the event loop while an epoch advances it.
+  int64_t last_opt_step() const { return last_opt_step_.load(); }
+  void set_last_opt_step(int64_t v) { last_opt_step_.store(v); }
+  // Host memory this trainer holds beyond the models: optimizer state, gradients, image cache.
+  int64_t host_bytes();
 
  private:
+  // The phases of one iteration, each its own step so that mixed precision (autocast around
+  // forward_loss, a gradient scaler between backward and maybe_step) and data-parallel training
+  // (gradients all-reduced at the end of backward; a sharded loader) each change one of them.
+  void begin_epoch(int64_t epoch);
+  int warmup(int64_t ni, double epoch_lr);  // → the accumulation for this iteration
+  torch::Tensor batch_images(const torch::Tensor& images, int64_t ni) const;
+  LossOutput forward_loss(const torch::Tensor& images, const torch::Tensor& targets);
+  void backward(const LossOutput& loss);
+  // Clip, step, zero the gradients and update the EMA once `accumulate` iterations passed.
+  bool maybe_step(int64_t ni, int accumulate);
   void set_train_mode();
 
   std::shared_ptr<YoloModelImpl> model_;
   std::shared_ptr<ModelEma> ema_;
   std::unique_ptr<Loader> loader_;
   TrainerOptions opts_;
-  std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  std::vector<std::vector<std::string>> group_names_;  // parameter names per group
-  int accumulate_ = 1;
-  double weight_decay_ = 0;
-  int64_t last_opt_step_ = -1;
+  Schedule schedule_;
+  std::unique_ptr<Optimizer> optimizer_;
+  torch::Device device_{torch::kCPU};
+  std::atomic<int64_t> last_opt_step_{-1};
 };
 
 }  // namespace yolo5

@@ -15,6 +15,7 @@ import { matchFreeze, type FreezeSpec } from './freeze';
 import {
   native,
   nativeCall,
+  nativeSync,
   type LossHyp,
   type NativeImage,
   type NativeModel,
@@ -242,6 +243,7 @@ export class Model {
   /** Set when the model was loaded with weights. */
   readonly transfer?: TransferReport;
   #device = 'cpu';
+  #disposed = false;
 
   private constructor(
     handle: NativeModel,
@@ -260,6 +262,33 @@ export class Model {
     if (transfer) this.transfer = transfer;
   }
 
+  /** The native handle; after dispose() every use is an E_DISPOSED error. */
+  #live(): NativeModel {
+    if (this.#disposed) {
+      throw new Yolo5Error(
+        'E_DISPOSED',
+        'This model was disposed (Model.dispose()): load it again to use it',
+      );
+    }
+    return this.#native;
+  }
+
+  /**
+   * Frees the native model (weights, buffers) without waiting for the garbage collector; every
+   * later call is an E_DISPOSED error. Calls already running complete first (the memory goes
+   * when the last one has), and a trainer built on this model is disposed with it. A second
+   * dispose() does nothing.
+   */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#native.dispose();
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
   /** The device the model's tensors are on: 'cpu' or 'cuda:N'. */
   get device(): string {
     return this.#device;
@@ -268,7 +297,7 @@ export class Model {
   /** Moves the model to a device ('cpu', a CUDA index such as 0, 'cuda:1'). */
   async to(device: DeviceSpec): Promise<this> {
     const target = parseDevice(device);
-    this.#device = await nativeCall(`moving the model to ${target}`, () => this.#native.to(target));
+    this.#device = await nativeCall(`moving the model to ${target}`, () => this.#live().to(target));
     return this;
   }
 
@@ -351,7 +380,7 @@ export class Model {
 
   /** Parameters in PyTorch order with the PyTorch names (`model.0.conv.weight`, …). */
   namedParameters(): ParameterInfo[] {
-    return this.#native.namedParameters().map((p) => ({
+    return nativeSync('namedParameters', () => this.#live().namedParameters()).map((p) => ({
       name: p.name,
       shape: p.shape,
       numel: numel(p.shape),
@@ -361,7 +390,7 @@ export class Model {
 
   /** State-dict entries (parameters and buffers) in PyTorch order. */
   stateDict(): StateEntryInfo[] {
-    return this.#native.stateEntries();
+    return nativeSync('stateDict', () => this.#live().stateEntries());
   }
 
   /**
@@ -371,19 +400,17 @@ export class Model {
   freeze(spec: FreezeSpec): string[] {
     const names = matchFreeze(
       spec,
-      this.#native.namedParameters().map((p) => p.name),
+      this.namedParameters().map((p) => p.name),
       this.layerCount,
     );
-    this.#native.setRequiresGrad(names, false);
+    nativeSync('freeze', () => this.#live().setRequiresGrad(names, false));
     return names;
   }
 
   /** Makes every parameter trainable again. */
   unfreeze(): void {
-    this.#native.setRequiresGrad(
-      this.#native.namedParameters().map((p) => p.name),
-      true,
-    );
+    const names = this.namedParameters().map((p) => p.name);
+    nativeSync('unfreeze', () => this.#live().setRequiresGrad(names, true));
   }
 
   /** Runs the model on a (batch, channels, height, width) float32 input, off the event loop. */
@@ -408,13 +435,13 @@ export class Model {
       );
     }
     const r = await nativeCall('forward', () =>
-      this.#native.forward(input, [...shape], { train: opts.train === true }),
+      this.#live().forward(input, [...shape], { train: opts.train === true }),
     );
     return { ...(r.output ? { output: asFloat32(r.output) } : {}), raw: r.raw.map(asFloat32) };
   }
 
   info(): ModelInfo {
-    const i = this.#native.info();
+    const i = nativeSync('info', () => this.#live().info());
     const a = i.anchors;
     const [nl, na] = a.shape as [number, number, number];
     const data = a.data as Float32Array;
@@ -436,12 +463,12 @@ export class Model {
 
   /** Copies tensors in by name; returns what matched. */
   async loadState(entries: { name: string; shape: number[]; data: TypedData }[]) {
-    return nativeCall('loading state', () => this.#native.loadState(entries));
+    return nativeCall('loading state', () => this.#live().loadState(entries));
   }
 
   /** Every state tensor (copies), in state-dict order. */
   async getState(): Promise<{ name: string; shape: number[]; dtype: string; data: TypedData }[]> {
-    return nativeCall('reading state', () => this.#native.getState());
+    return nativeCall('reading state', () => this.#live().getState());
   }
 
   /**
@@ -449,7 +476,7 @@ export class Model {
    * source pixels. `detect` and `val` are built on it.
    */
   async predict(images: NativeImage[], opts: NativePredictOptions) {
-    return nativeCall('predict', () => this.#native.predict(images, opts));
+    return nativeCall('predict', () => this.#live().predict(images, opts));
   }
 
   /**
@@ -465,7 +492,12 @@ export class Model {
     hyp: LossHyp,
     opts: { train?: boolean; gradNames?: string[]; channelsLast?: boolean } = {},
   ) {
-    return nativeCall('loss', () => this.#native.loss(input, [...shape], targets, hyp, opts));
+    const options = {
+      train: opts.train ?? true,
+      gradNames: opts.gradNames ?? [],
+      channelsLast: opts.channelsLast ?? false,
+    };
+    return nativeCall('loss', () => this.#live().loss(input, [...shape], targets, hyp, options));
   }
 
   /**
@@ -499,7 +531,7 @@ export class Model {
 
   /** A copy with the same config and weights (a separate native model). */
   async clone(): Promise<Model> {
-    const handle = await nativeCall('cloning the model', () => this.#native.clone());
+    const handle = await nativeCall('cloning the model', () => this.#live().clone());
     const copy = new Model(handle, this.config, this.source, this.nc, this.names);
     copy.#device = this.#device; // the native clone stays on the same device
     return copy;
@@ -507,7 +539,7 @@ export class Model {
 
   /** @internal The native handle, for the trainer. */
   nativeHandle(): NativeModel {
-    return this.#native;
+    return this.#live();
   }
 
   /**
@@ -520,6 +552,6 @@ export class Model {
 
   /** Folds each Conv's BatchNorm into its convolution for inference (irreversible). */
   async fuse(): Promise<void> {
-    await nativeCall('fusing', () => this.#native.fuse());
+    await nativeCall('fusing', () => this.#live().fuse());
   }
 }

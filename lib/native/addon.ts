@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Yolo5Error } from '../errors';
+import { Yolo5Error, type Yolo5ErrorCode } from '../errors';
 import { chooseAddon, currentEnvironment, type AddonChoice } from './libtorch';
 import { packageRoot } from './paths';
 
@@ -58,6 +58,8 @@ export interface NativeInfo {
   fused: boolean;
   stride: number[];
   anchors: NativeTensor;
+  /** Bytes of parameters and buffers in host memory (what V8 is told this model holds). */
+  hostBytes: number;
 }
 
 export interface NativeLoadReport {
@@ -134,6 +136,12 @@ export interface LossHyp {
   label_smoothing: number;
 }
 
+/**
+ * One native model. Synchronous methods never wait for a running call: `namedParameters`,
+ * `stateEntries` and `info` read a listing kept beside the model, and `setRequiresGrad` throws an
+ * Error with code E_BUSY while a call (a training epoch) is using the model. After `dispose()`
+ * every method but `dispose` throws an Error with code E_DISPOSED.
+ */
 export interface NativeModel {
   namedParameters(): NativeParameter[];
   stateEntries(): NativeStateEntry[];
@@ -142,7 +150,7 @@ export interface NativeModel {
   forward(
     data: Float32Array,
     shape: number[],
-    options: { train?: boolean },
+    options: { train: boolean },
   ): Promise<{ output?: NativeTensor; raw: NativeTensor[] }>;
   loadState(
     entries: { name: string; shape: number[]; data: TypedData }[],
@@ -157,7 +165,7 @@ export interface NativeModel {
     shape: number[],
     targets: Float32Array,
     hyp: LossHyp,
-    options: { train?: boolean; gradNames?: string[]; channelsLast?: boolean },
+    options: { train: boolean; gradNames: string[]; channelsLast: boolean },
   ): Promise<{
     loss: number;
     lbox: number;
@@ -169,6 +177,12 @@ export interface NativeModel {
     images: NativeImage[],
     options: NativePredictOptions,
   ): Promise<{ results: NativePrediction[]; timing: NativeTiming }>;
+  /**
+   * Frees the native model now, or when the calls in flight have completed; disposes every
+   * trainer built on it. Never waits; a second call does nothing.
+   */
+  dispose(): void;
+  readonly disposed: boolean;
 }
 
 export interface NativeSample {
@@ -179,6 +193,7 @@ export interface NativeSample {
   labels: Float32Array;
 }
 
+/** Every field is required: the native side has no defaults (a missing one is a TypeError). */
 export interface NativeTrainerOptions {
   imgsz: number;
   batch: number;
@@ -243,6 +258,10 @@ export interface NativeOptimizerBuffer {
   data: Float32Array;
 }
 
+/**
+ * A trainer belongs to its model and EMA: disposing either disposes it. `info()` and `abort()`
+ * never wait; `setCounters` and `setSampleWeights` throw code E_BUSY while a call is running.
+ */
 export interface NativeTrainer {
   runEpoch(
     epoch: number,
@@ -267,6 +286,9 @@ export interface NativeTrainer {
     epoch: number,
     mosaic: boolean,
   ): Promise<{ width: number; height: number; data: Uint8Array; labels: Float32Array }>;
+  /** Aborts a running epoch and frees the loader and optimizer once it has ended. */
+  dispose(): void;
+  readonly disposed: boolean;
 }
 
 export interface NativeAddon {
@@ -295,6 +317,8 @@ export interface NativeAddon {
     libtorchFile?: string;
   };
   jpegLibrary(): string;
+  /** The native bytes V8 has been told about over all models and trainers (see README). */
+  externalMemory(): number;
   /**
    * Data-set verification per image: its size, or why it is unusable (unreadable, more than
    * 178,956,970 pixels). `restored`: a JPEG without its end marker whose decodable part is used.
@@ -442,14 +466,29 @@ export async function nativeCall<T>(what: string, call: () => Promise<T>): Promi
     return await call();
   } catch (e) {
     if (e instanceof Yolo5Error) throw e;
-    const err = new Yolo5Error(
-      'E_NATIVE',
-      `${what}: ${e instanceof Error ? e.message : String(e)}`,
-      {
-        cause: e,
-      },
-    );
+    const err = nativeError(what, e);
     err.stack = `Yolo5Error: ${err.message}\n${(stack.stack ?? '').split('\n').slice(1).join('\n')}`;
     throw err;
   }
+}
+
+/** A synchronous native call, its errors as Yolo5Errors (E_DISPOSED and E_BUSY keep their code). */
+export function nativeSync<T>(what: string, call: () => T): T {
+  try {
+    return call();
+  } catch (e) {
+    throw nativeError(what, e);
+  }
+}
+
+const NATIVE_CODES: ReadonlySet<string> = new Set(['E_DISPOSED', 'E_BUSY']);
+
+function nativeError(what: string, e: unknown): Yolo5Error {
+  if (e instanceof Yolo5Error) return e;
+  const raw = (e as { code?: unknown } | null)?.code;
+  const code =
+    typeof raw === 'string' && NATIVE_CODES.has(raw) ? (raw as Yolo5ErrorCode) : 'E_NATIVE';
+  return new Yolo5Error(code, `${what}: ${e instanceof Error ? e.message : String(e)}`, {
+    cause: e,
+  });
 }

@@ -80,7 +80,12 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
   if (signal?.aborted) throw abortedBeforeStart();
   const { opts, point } = await resolveRun(input, log);
   const t = await buildTraining(opts, point, log);
-  if (signal?.aborted) throw abortedBeforeStart();
+  if (signal?.aborted) {
+    // Nothing trained: free the native models now rather than at the next garbage collection.
+    t.model.dispose();
+    t.ema.dispose();
+    throw abortedBeforeStart();
+  }
   const ck = point?.checkpoint;
   const loop = await runEpochs(t, {
     run,
