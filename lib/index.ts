@@ -22,12 +22,23 @@ export type {
   RenderOptions,
 } from './predict/hub';
 export type { PruneLayer, PruneResult } from './model/prune';
-export { train, TrainRun } from './train/train';
-export type { BatchEvent, EpochRecord, TrainOptions, TrainResult } from './train/train';
+export { resolveTrainOptions, train, TrainRun } from './train/train';
+export type {
+  BatchEvent,
+  EpochEvent,
+  EpochRecord,
+  ResolvedTrainOptions,
+  TrainEvents,
+  TrainOptions,
+  TrainResult,
+} from './train/train';
+export { Run } from './train/run';
+export { EVOLVE_DEFAULTS, TRAIN_DEFAULTS } from './options';
 export { evolve, EvolveRun, EVOLVE_META, mutateHyp, selectParent } from './train/evolve';
 export type {
   EvolveBatchEvent,
   EvolveEpochEvent,
+  EvolveEvents,
   EvolveGeneration,
   EvolveKey,
   EvolveOptions,

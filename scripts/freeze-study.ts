@@ -38,7 +38,7 @@ interface RunSummary {
     loss: number;
   }[];
   final: { precision: number; recall: number; mAP50: number; mAP50_95: number };
-  best: string;
+  best: string | null;
   saveDir: string;
   trainableParameters: number;
   frozenTensors: number;
@@ -75,7 +75,7 @@ async function child(): Promise<void> {
       loss: e.box + e.obj + e.cls,
     })),
     final: { precision: m.precision, recall: m.recall, mAP50: m.mAP50, mAP50_95: m.mAP50_95 },
-    best: r.best,
+    best: r.best ?? null,
     saveDir: r.saveDir,
     trainableParameters: r.trainableParameters,
     frozenTensors: r.frozen.length,
@@ -131,6 +131,7 @@ async function main(): Promise<void> {
       epochs: pretrainEpochs,
       name: 'pretrain',
     });
+    if (!pretrain.best) throw new Error('the pretraining run saved no best.pt');
     pretrained = pretrain.best;
   }
   const finetunes: RunSummary[] = [];

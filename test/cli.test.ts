@@ -94,3 +94,31 @@ test('yolo5 doctor reports the addon, LibTorch, CUDA and threads truthfully', ()
   const text = run('doctor');
   assert.match(text.stdout, /LibTorch: \d+\.\d+/);
 });
+
+test('bad train and val flags: one line naming the problem, exit 2, no stack trace (defect 7)', () => {
+  const cases: [string[], RegExp][] = [
+    [['train', '--optimizer', 'adam'], /'adam' is invalid\. Allowed choices are SGD, Adam, AdamW/],
+    [['train', '--cache', 'disk'], /'disk' is invalid\. Allowed choices are ram/],
+    [
+      ['train', '--freeze', '10', 'model.24.'],
+      /Expected only layer numbers or only name prefixes for --freeze but received "10 model\.24\."/,
+    ],
+    [
+      ['val', '--weights', 'w.pt', '--data', 'd.yaml', '--task', 'bogus'],
+      /'bogus' is invalid\. Allowed choices are val, test, train/,
+    ],
+    [
+      ['train', '--evolve-parent', 'best'],
+      /'best' is invalid\. Allowed choices are single, weighted/,
+    ],
+    [['train', '--bogus'], /unknown option '--bogus'/],
+  ];
+  for (const [args, message] of cases) {
+    const r = run(...args);
+    const what = `yolo5 ${args.join(' ')}: exit ${r.code}, stderr ${JSON.stringify(r.stderr)}`;
+    assert.equal(r.code, 2, what);
+    assert.match(r.stderr, /^yolo5: [^\n]+\n$/, `${what}: one line`);
+    assert.match(r.stderr, message, what);
+    assert.equal(r.stdout, '', what);
+  }
+});

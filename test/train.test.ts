@@ -67,7 +67,7 @@ describe('frozen layers are bit-identical after training', () => {
       }
       assert.ok(changedTrainable > 0, 'trainable parameters moved');
       // The saved (half, EMA) weights too: the reference checkpoint was half already.
-      const saved = halfBits(r.best);
+      const saved = halfBits(r.best!);
       const orig = halfBits(weights);
       for (const name of r.frozen) assert.deepEqual(saved.get(name), orig.get(name), name);
       assert.ok(r.trainableParameters < before.info().parameters);
@@ -115,7 +115,7 @@ test('a run folder with weights, results.csv, opt.yaml and hyp.yaml; events; the
     `val losses ${row.slice(8, 11).join(' ')}`,
   );
   // Final files are stripped: EMA weights in half precision, no optimizer, epoch -1.
-  const ck = readCheckpoint(r.last);
+  const ck = readCheckpoint(r.last!);
   assert.equal(ck.kind, 'yolo5');
   assert.equal(ck.epoch, -1);
   assert.equal(ck.optimizer ?? null, null);
@@ -123,7 +123,7 @@ test('a run folder with weights, results.csv, opt.yaml and hyp.yaml; events; the
   assert.deepEqual(ck.names, ['ellipse', 'rect', 'triangle', 'cross', 'ring']);
   assert.ok(r.final && r.final.metrics.mAP50 >= 0);
   // A finished checkpoint loads as a model and detects.
-  const m = await loadModel({ weights: r.best });
+  const m = await loadModel({ weights: r.best! });
   assert.equal(m.nc, 5);
 });
 
@@ -137,10 +137,10 @@ test('abort finishes the batch, saves last.pt and resolves aborted; --resume con
   const r = await run;
   assert.equal(r.status, 'aborted');
   assert.equal(r.epochs.length, 1);
-  const ck = readCheckpoint(r.last);
+  const ck = readCheckpoint(r.last!);
   assert.equal(ck.epoch, 0);
   assert.ok(ck.optimizer, 'a resumable checkpoint keeps the optimizer');
-  const resumed = await train({ resume: r.last, workers: 1 });
+  const resumed = await train({ resume: r.last!, workers: 1 });
   assert.equal(resumed.status, 'completed');
   assert.deepEqual(
     resumed.epochs.map((e) => e.epoch),
@@ -149,7 +149,7 @@ test('abort finishes the batch, saves last.pt and resolves aborted; --resume con
   const csv = fs.readFileSync(path.join(r.saveDir, 'results.csv'), 'utf8').trim().split('\n');
   assert.equal(csv.length, 4);
   // The resumed run kept its hyperparameters.
-  assert.equal((readCheckpoint(resumed.last).hyp as { lr0: number }).lr0, 0.02);
+  assert.equal((readCheckpoint(resumed.last!).hyp as { lr0: number }).lr0, 0.02);
 });
 
 test('a killed training process resumes from its last.pt', async () => {

@@ -69,7 +69,7 @@ test('fine-tuning from the reference checkpoint with a different nc trains', asy
     noautoanchor: true,
   });
   assert.equal(r.status, 'completed');
-  const ck = readCheckpoint(r.best);
+  const ck = readCheckpoint(r.best!);
   assert.equal(ck.nc, 1);
   assert.deepEqual(ck.names, ['item']);
   assert.deepEqual(ck.state.get('model.24.m.0.weight')!.shape, [18, 64, 1, 1]);

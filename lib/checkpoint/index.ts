@@ -86,6 +86,8 @@ export interface Yolo5CheckpointData {
   stride?: readonly number[];
   hyp?: Readonly<Record<string, unknown>>;
   opt?: Readonly<Record<string, unknown>>;
+  /** What a resumed training needs beyond the weights (results rows, best epoch); key `train_state`. */
+  trainState?: Readonly<Record<string, unknown>>;
   /** Defaults to now (ISO 8601). */
   date?: string;
 }
@@ -317,10 +319,15 @@ export function writeCheckpoint(
  * `to`, so `to` is always whole. A failure (a full disk) removes the temporary and throws one
  * E_FILE line naming `to`.
  */
-export async function copyCheckpoint(from: string, to: string): Promise<void> {
+export async function copyCheckpoint(
+  from: string,
+  to: string,
+  beforeRename: () => void = () => {},
+): Promise<void> {
   const tmp = `${to}.${process.pid}.tmp`;
   try {
     await fs.promises.copyFile(from, tmp);
+    beforeRename(); // a test hook: training's crash point between the copy and the rename
     await fs.promises.rename(tmp, to);
   } catch (err) {
     await fs.promises.rm(tmp, { force: true });
@@ -376,6 +383,7 @@ function serialiseCheckpoint(
     names: data.names,
     nc: data.nc ?? data.names.length,
     stride: data.stride ?? null,
+    ...(data.trainState ? { train_state: data.trainState as Picklable } : {}),
     date: data.date ?? new Date().toISOString(),
   };
 

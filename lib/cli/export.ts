@@ -1,6 +1,6 @@
 /** `yolo5 export`: writes a checkpoint as ONNX (graph with the Detect decode, BatchNorm folded). */
 import * as path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { Yolo5Error } from '../errors';
 import {
   checkExportFormat,
@@ -28,15 +28,6 @@ interface ExportCliOptions {
   force?: boolean;
 }
 
-function parseDynamic(value: string): string {
-  if (value !== 'all' && value !== 'batch') {
-    throw new InvalidArgumentError(
-      `Expected "all" or "batch" for --dynamic but received ${JSON.stringify(value)}`,
-    );
-  }
-  return value;
-}
-
 export function exportCommand(): Command {
   const size = parseInteger('--imgsz', 1);
   return new Command('export')
@@ -52,10 +43,11 @@ export function exportCommand(): Command {
       DEFAULT_IMGSZ,
     )
     .option('--batch <n>', 'batch size of a fixed-shape export', parseInteger('--batch', 1), 1)
-    .option(
-      '--dynamic [axes]',
-      'dynamic axes: "all" (batch, height, width; the default) or "batch"',
-      parseDynamic,
+    .addOption(
+      new Option(
+        '--dynamic [axes]',
+        'dynamic axes: "all" (batch, height, width; the default) or "batch"',
+      ).choices(['all', 'batch']),
     )
     .option(
       '--opset <n>',

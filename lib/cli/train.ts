@@ -1,11 +1,24 @@
 /**
  * `yolo5 train`: the reference's flags; progress per epoch; runs/train/exp* with weights and
  * results.csv. `--evolve [N]` runs hyperparameter evolution (runs/evolve/exp*) with the same flags.
+ * Defaults come from TRAIN_DEFAULTS (lib/options.ts): flags not given are not passed, so a resumed
+ * run keeps its own values.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { Yolo5Error } from '../errors';
+import {
+  CACHE_MODES,
+  EVOLVE_DEFAULTS,
+  EVOLVE_PARENTS,
+  OPTIMIZERS,
+  TRAIN_DEFAULTS as D,
+  type EvolveParent,
+  type OptimizerName,
+} from '../options';
 import { evolve } from '../train/evolve';
-import { train, type BatchEvent, type TrainOptions } from '../train/train';
+import { train, type BatchEvent, type TrainOptions, type TrainResult } from '../train/train';
+import { EXIT } from './exit';
+import { interruptOnSignals } from './interrupt';
 import { freezeSpecFromArgs, parseInteger, parseNumber } from './options';
 
 interface TrainCliOptions {
@@ -13,8 +26,8 @@ interface TrainCliOptions {
   cfg?: string;
   weights?: string;
   hyp?: string;
-  epochs: number;
-  batchSize: number;
+  epochs?: number;
+  batch?: number;
   imgsz?: number;
   rect?: boolean;
   multiScale?: boolean;
@@ -25,22 +38,22 @@ interface TrainCliOptions {
   noautoanchor?: boolean;
   cache?: string | boolean;
   workers?: number;
-  optimizer: string;
+  optimizer?: OptimizerName;
   cosLr?: boolean;
-  labelSmoothing: number;
-  patience: number;
+  labelSmoothing?: number;
+  patience?: number;
   freeze?: string[];
   freezeBn?: boolean;
-  seed: number;
+  seed?: number;
   singleCls?: boolean;
-  closeMosaic: number;
+  closeMosaic?: number;
   project?: string;
   name?: string;
   existOk?: boolean;
   threads?: number;
   device?: string;
   evolve?: number;
-  evolveParent: string;
+  evolveParent?: EvolveParent;
   resumeEvolve?: string;
 }
 
@@ -53,23 +66,31 @@ function memGB(): string {
   return `${(process.memoryUsage().rss / 1e9).toFixed(2)}G`;
 }
 
-export function trainCommand(): Command {
-  return new Command('train')
-    .description(
-      'train (or fine-tune with frozen layers); without --data on the built-in synthetic set',
-    )
+const def = (v: unknown) => `(default ${String(v)})`;
+
+/** The flags of training proper (data, model, schedule, augmentation, saving). */
+function addTrainingFlags(c: Command): Command {
+  return c
     .option('--data <yaml>', 'data set yaml (default: the built-in synthetic shapes set)')
     .option(
       '--cfg <yaml>',
-      'model yaml or bundled name (default yolov5s; yolov5n on the built-in data)',
+      `model yaml or bundled name (default ${D.cfg}; ${D.builtin.cfg} on the built-in data)`,
     )
     .option('--weights <file>', 'initial weights (.pt from Python YOLOv5, a state dict, or ours)')
     .option('--hyp <yaml>', 'hyperparameters (default models/hyps/hyp.scratch-low.yaml)')
-    .option('--epochs <n>', 'epochs', parseInteger('--epochs', 1), 100)
-    .option('--batch-size, --batch <n>', 'batch size', parseInteger('--batch-size', 1), 16)
+    .option(
+      '--epochs <n>',
+      `epochs ${def(D.epochs)}; with --resume, continue the run to N epochs`,
+      parseInteger('--epochs', 1),
+    )
+    .option(
+      '--batch-size, --batch <n>',
+      `batch size ${def(D.batch)}`,
+      parseInteger('--batch-size', 1),
+    )
     .option(
       '--img, --imgsz <n>',
-      'train and val image size in pixels (default 640; 256 on the built-in data)',
+      `train and val image size in pixels (default ${D.imgsz}; ${D.builtin.imgsz} on the built-in data)`,
       parseInteger('--img', 32),
     )
     .option('--rect', 'rectangular batches (no mosaic)')
@@ -79,165 +100,205 @@ export function trainCommand(): Command {
     .option('--nosave', 'only save the final checkpoint')
     .option('--noval', 'only validate the final epoch')
     .option('--noautoanchor', 'skip the anchor check')
-    .option('--cache [ram]', 'keep decoded images in memory')
-    .option('--workers <n>', 'data loader threads', parseInteger('--workers', 0))
-    .option('--optimizer <name>', 'SGD, Adam or AdamW', 'SGD')
+    .addOption(new Option('--cache [mode]', 'keep decoded images in memory').choices(CACHE_MODES))
+    .option(
+      '--workers <n>',
+      `data loader threads (default: one per core, at most 8: ${D.workers})`,
+      parseInteger('--workers', 0),
+    )
+    .addOption(
+      new Option('--optimizer <name>', `optimizer ${def(D.optimizer)}`).choices(OPTIMIZERS),
+    )
     .option('--cos-lr', 'cosine learning-rate schedule')
     .option(
       '--label-smoothing <eps>',
-      'label smoothing',
+      `label smoothing ${def(D.labelSmoothing)}`,
       parseNumber('--label-smoothing', 0, 0.99),
-      0,
     )
     .option(
       '--patience <n>',
-      'early stop after N epochs without improvement',
+      `early stop after N epochs without improvement ${def(D.patience)}`,
       parseInteger('--patience', 0),
-      100,
-    )
+    );
+}
+
+/** Freezing, seeding, devices, run folders and evolution. */
+function addRunFlags(c: Command): Command {
+  return c
     .option(
       '--freeze <n...>',
       'freeze the first N layers, the listed layers, or name prefixes/globs',
     )
     .option('--freeze-bn', "also hold frozen layers' BatchNorm statistics")
-    .option('--seed <n>', 'random seed', parseInteger('--seed', 0), 0)
+    .option('--seed <n>', `random seed ${def(D.seed)}`, parseInteger('--seed', 0))
     .option('--single-cls', 'train as a single class')
     .option(
       '--close-mosaic <n>',
-      'turn mosaic off for the last N epochs',
+      `turn mosaic off for the last N epochs ${def(D.closeMosaic)}`,
       parseInteger('--close-mosaic', 0),
-      0,
     )
-    .option('--threads <n>', 'LibTorch threads (default: all cores)', parseInteger('--threads', 1))
+    .option(
+      '--threads <n>',
+      `LibTorch threads (default: all cores, ${D.threads})`,
+      parseInteger('--threads', 1),
+    )
     .option('--device <d>', 'cpu (default), a CUDA device index such as 0, or cuda:N')
-    .option('--project <dir>', 'runs folder (default runs/train; runs/evolve with --evolve)')
-    .option('--name <name>', 'run name (default exp)')
+    .option(
+      '--project <dir>',
+      `runs folder (default ${D.project}; ${EVOLVE_DEFAULTS.project} with --evolve)`,
+    )
+    .option('--name <name>', `run name ${def(D.name)}`)
     .option('--exist-ok', 'reuse an existing run folder')
     .addOption(
       new Option(
         '--evolve [generations]',
-        'evolve hyperparameters: N generations of one short training each',
+        `evolve hyperparameters: N generations of one short training each (N default ${EVOLVE_DEFAULTS.generations})`,
       )
         .argParser(parseInteger('--evolve', 1))
-        .preset('300'),
+        .preset(String(EVOLVE_DEFAULTS.generations)),
     )
     .addOption(
       new Option(
         '--evolve-parent <mode>',
-        'evolution parent: single (one of the best, by fitness) or weighted (their mean)',
-      )
-        .choices(['single', 'weighted'])
-        .default('single'),
+        `evolution parent: single (one of the best, by fitness) or weighted (their mean) ${def(EVOLVE_DEFAULTS.parent)}`,
+      ).choices(EVOLVE_PARENTS),
     )
     .option(
       '--resume-evolve <dir>',
       'continue the evolution in this folder (with --evolve N: up to N generations in total)',
-    )
-    .action(async (o: TrainCliOptions) => {
-      const out = (s: string) => process.stdout.write(`${s}\n`);
-      if (!['SGD', 'Adam', 'AdamW'].includes(o.optimizer)) {
-        throw new InvalidArgumentError(
-          `Expected SGD, Adam or AdamW for --optimizer but received ${JSON.stringify(o.optimizer)}`,
-        );
-      }
-      if (o.cache !== undefined && o.cache !== true && o.cache !== 'ram') {
-        throw new InvalidArgumentError(
-          `Expected ram for --cache but received ${JSON.stringify(o.cache)} (disk caching is not supported)`,
-        );
-      }
-      const evolving = o.evolve !== undefined || o.resumeEvolve !== undefined;
-      if (evolving && o.resume !== undefined) {
-        throw new Yolo5Error(
-          'E_ARG',
-          '--resume does not combine with --evolve: continue an evolution with --resume-evolve DIR',
-        );
-      }
-      const freeze = freezeSpecFromArgs(o.freeze);
-      const opts: TrainOptions = {
-        ...(o.data !== undefined ? { data: o.data } : {}),
-        ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
-        ...(o.weights !== undefined ? { weights: o.weights } : {}),
-        ...(o.hyp !== undefined ? { hyp: o.hyp } : {}),
-        ...(o.resume !== undefined ? { resume: o.resume } : {}),
-        ...(freeze !== undefined ? { freeze } : {}),
-        ...(o.workers !== undefined ? { workers: o.workers } : {}),
-        ...(o.threads !== undefined ? { threads: o.threads } : {}),
-        ...(o.device !== undefined ? { device: o.device } : {}),
-        epochs: o.epochs,
-        batch: o.batchSize,
-        ...(o.imgsz !== undefined ? { imgsz: o.imgsz } : {}),
-        rect: o.rect === true,
-        multiScale: o.multiScale === true,
-        imageWeights: o.imageWeights === true,
-        nosave: o.nosave === true,
-        noval: o.noval === true,
-        noautoanchor: o.noautoanchor === true,
-        cache: o.cache !== undefined,
-        optimizer: o.optimizer as 'SGD',
-        cosLr: o.cosLr === true,
-        labelSmoothing: o.labelSmoothing,
-        patience: o.patience,
-        freezeBn: o.freezeBn === true,
-        seed: o.seed,
-        singleCls: o.singleCls === true,
-        closeMosaic: o.closeMosaic,
-        ...(o.project !== undefined ? { project: o.project } : {}),
-        ...(o.name !== undefined ? { name: o.name } : {}),
-        existOk: o.existOk === true,
-        log: out,
-      };
-      const controller = new AbortController();
-      const onSigint = () => {
-        out('\nStopping after this batch (Ctrl-C again to quit now)...');
-        controller.abort();
-        process.once('SIGINT', () => process.exit(130));
-      };
-      process.once('SIGINT', onSigint);
-      opts.signal = controller.signal;
-      const tty = process.stdout.isTTY === true;
-      let header = false;
-      const line = (p: BatchEvent) =>
-        `${`${p.epoch}/${p.epochs - 1}`.padStart(11)}${memGB().padStart(11)}${p.lbox.toFixed(4).padStart(11)}${p.lobj.toFixed(4).padStart(11)}${p.lcls
-          .toFixed(4)
-          .padStart(
-            11,
-          )}${String(p.instances).padStart(11)}${String(p.size).padStart(11)}: ${bar(p.batch + 1, p.batches)} ${p.batch + 1}/${p.batches} ` +
-        `[${p.seconds.toFixed(0)}s, ${((p.batch + 1) / Math.max(p.seconds, 1e-9)).toFixed(2)}it/s]`;
-      const onBatch = (p: BatchEvent) => {
-        if (!header) {
-          out(
-            ['Epoch', 'mem', 'box_loss', 'obj_loss', 'cls_loss', 'Instances', 'Size']
-              .map((s) => s.padStart(11))
-              .join(''),
-          );
-          header = true;
-        }
-        if (tty) process.stdout.write(`\r${line(p)}`);
-        else if (p.batch === p.batches - 1) out(line(p));
-        if (tty && p.batch === p.batches - 1) process.stdout.write('\n');
-      };
-      if (evolving) {
-        const run = evolve({
-          ...opts,
-          ...(o.evolve !== undefined ? { generations: o.evolve } : {}),
-          parent: o.evolveParent as 'single',
-          ...(o.resumeEvolve !== undefined ? { resumeEvolve: o.resumeEvolve } : {}),
-        });
-        run.on('batch', onBatch);
-        run.on('generation', () => {
-          header = false;
-        });
-        await run;
-        process.removeListener('SIGINT', onSigint);
-        return;
-      }
-      const run = train(opts);
-      run.on('batch', onBatch);
-      const result = await run;
-      process.removeListener('SIGINT', onSigint);
+    );
+}
+
+/** The flags given, as TrainOptions (flags not given stay unset: the defaults are the API's). */
+function toTrainOptions(o: TrainCliOptions, log: (line: string) => void): TrainOptions {
+  const freeze = freezeSpecFromArgs(o.freeze);
+  const given = <K extends keyof TrainOptions>(key: K, value: TrainOptions[K] | undefined) =>
+    value === undefined ? {} : { [key]: value };
+  const flag = (value: boolean | undefined) => (value ? true : undefined);
+  return {
+    ...given('data', o.data),
+    ...given('cfg', o.cfg),
+    ...given('weights', o.weights),
+    ...given('hyp', o.hyp),
+    ...given('resume', o.resume),
+    ...given('freeze', freeze),
+    ...given('workers', o.workers),
+    ...given('threads', o.threads),
+    ...given('device', o.device),
+    ...given('epochs', o.epochs),
+    ...given('batch', o.batch),
+    ...given('imgsz', o.imgsz),
+    ...given('rect', flag(o.rect)),
+    ...given('multiScale', flag(o.multiScale)),
+    ...given('imageWeights', flag(o.imageWeights)),
+    ...given('nosave', flag(o.nosave)),
+    ...given('noval', flag(o.noval)),
+    ...given('noautoanchor', flag(o.noautoanchor)),
+    ...given('cache', o.cache === undefined ? undefined : true),
+    ...given('optimizer', o.optimizer),
+    ...given('cosLr', flag(o.cosLr)),
+    ...given('labelSmoothing', o.labelSmoothing),
+    ...given('patience', o.patience),
+    ...given('freezeBn', flag(o.freezeBn)),
+    ...given('seed', o.seed),
+    ...given('singleCls', flag(o.singleCls)),
+    ...given('closeMosaic', o.closeMosaic),
+    ...given('project', o.project),
+    ...given('name', o.name),
+    ...given('existOk', flag(o.existOk)),
+    log,
+  };
+}
+
+/** Prints batch progress: one updating line per epoch on a terminal, the epoch's last otherwise. */
+function progressPrinter(out: (line: string) => void): {
+  onBatch: (p: BatchEvent) => void;
+  reset: () => void;
+} {
+  const tty = process.stdout.isTTY === true;
+  let header = false;
+  const cols = (p: BatchEvent) =>
+    [`${p.epoch}/${p.epochs - 1}`, memGB(), p.lbox.toFixed(4), p.lobj.toFixed(4), p.lcls.toFixed(4)]
+      .concat([String(p.instances), String(p.size)])
+      .map((s) => s.padStart(11))
+      .join('');
+  const line = (p: BatchEvent) =>
+    `${cols(p)}: ${bar(p.batch + 1, p.batches)} ${p.batch + 1}/${p.batches} ` +
+    `[${p.seconds.toFixed(0)}s, ${((p.batch + 1) / Math.max(p.seconds, 1e-9)).toFixed(2)}it/s]`;
+  const onBatch = (p: BatchEvent) => {
+    if (!header) {
       out(
-        `Training ${result.status}: best fitness ${result.bestFitness.toFixed(4)}, weights in ${result.saveDir}/weights`,
+        ['Epoch', 'mem', 'box_loss', 'obj_loss', 'cls_loss', 'Instances', 'Size']
+          .map((s) => s.padStart(11))
+          .join(''),
       );
-      if (result.status === 'non-finite-loss') process.exitCode = 1;
-    });
+      header = true;
+    }
+    if (tty) process.stdout.write(`\r${line(p)}`);
+    else if (p.batch === p.batches - 1) out(line(p));
+    if (tty && p.batch === p.batches - 1) process.stdout.write('\n');
+  };
+  return { onBatch, reset: () => (header = false) };
+}
+
+function summary(r: TrainResult): string {
+  const where = r.last
+    ? `weights in ${r.saveDir}/weights`
+    : `no weights saved, results in ${r.saveDir}`;
+  return `Training ${r.status}: best fitness ${r.bestFitness.toFixed(4)}, ${where}`;
+}
+
+/** Runs a training or an evolution; resolves with the exit code. */
+async function runTrainCommand(o: TrainCliOptions): Promise<number> {
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  const evolving = o.evolve !== undefined || o.resumeEvolve !== undefined;
+  if (evolving && o.resume !== undefined) {
+    throw new Yolo5Error(
+      'E_ARG',
+      '--resume does not combine with --evolve: continue an evolution with --resume-evolve DIR',
+    );
+  }
+  const opts = toTrainOptions(o, out);
+  const interrupt = interruptOnSignals(out);
+  opts.signal = interrupt.signal;
+  const progress = progressPrinter(out);
+  try {
+    if (evolving) {
+      const run = evolve({
+        ...opts,
+        ...(o.evolve !== undefined ? { generations: o.evolve } : {}),
+        ...(o.evolveParent !== undefined ? { parent: o.evolveParent } : {}),
+        ...(o.resumeEvolve !== undefined ? { resumeEvolve: o.resumeEvolve } : {}),
+      });
+      run.on('batch', progress.onBatch);
+      run.on('generation', progress.reset);
+      const r = await run;
+      return r.status === 'aborted' ? (interrupt.exitCode() ?? EXIT.failure) : EXIT.ok;
+    }
+    const run = train(opts);
+    run.on('batch', progress.onBatch);
+    const result = await run;
+    out(summary(result));
+    if (result.status === 'aborted') return interrupt.exitCode() ?? EXIT.failure;
+    return result.status === 'non-finite-loss' ? EXIT.failure : EXIT.ok;
+  } catch (e) {
+    // Interrupted before anything was trained: say so in one line, exit as interrupted.
+    const code = interrupt.exitCode();
+    if (e instanceof Yolo5Error && e.code === 'E_ABORTED' && code !== undefined) {
+      process.stderr.write(`yolo5: ${e.message}\n`);
+      return code;
+    }
+    throw e;
+  } finally {
+    interrupt.dispose();
+  }
+}
+
+export function trainCommand(): Command {
+  const c = new Command('train').description(
+    'train (or fine-tune with frozen layers); without --data on the built-in synthetic set',
+  );
+  return addRunFlags(addTrainingFlags(c)).action(async (o: TrainCliOptions) => {
+    process.exitCode = await runTrainCommand(o);
+  });
 }

@@ -1,5 +1,6 @@
 /** `yolo5 val`: the reference's metrics table on a data set split, saved in runs/val/exp*. */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { VAL_TASKS } from '../options';
 import { val } from '../val/val';
 import { parseInteger, parseNumber } from './options';
 
@@ -39,7 +40,9 @@ export function valCommand(): Command {
     .option('--conf <x>', 'confidence threshold', parseNumber('--conf', 0, 1), 0.001)
     .option('--iou <x>', 'NMS IoU threshold', parseNumber('--iou', 0, 1), 0.6)
     .option('--max-det <n>', 'most detections per image', parseInteger('--max-det', 1), 300)
-    .option('--task <split>', 'val, test or train', 'val')
+    .addOption(
+      new Option('--task <split>', 'the split to validate').choices(VAL_TASKS).default('val'),
+    )
     .option('--single-cls', 'treat every class as one')
     .option('--verbose', 'print every class')
     .option('--save-txt', 'write predictions as YOLO labels')
@@ -52,11 +55,6 @@ export function valCommand(): Command {
     .option('--device <d>', 'cpu (default), a CUDA device index such as 0, or cuda:N')
     .action(async (o: ValCliOptions) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
-      if (!['val', 'test', 'train'].includes(o.task)) {
-        throw new Error(
-          `Expected val, test or train for --task but received ${JSON.stringify(o.task)}`,
-        );
-      }
       await val({
         weights: o.weights,
         augment: o.augment === true,

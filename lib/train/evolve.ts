@@ -4,19 +4,28 @@
  * it in-process and appends its metrics and hyps to `evolve.csv`; `hyp_evolve.yaml` holds the
  * best row so far. A run folder continues where it stopped (`resumeEvolve`).
  */
-import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as yaml from 'js-yaml';
 import { readYamlFile } from '../config/model';
 import { Yolo5Error, show } from '../errors';
 import { readHyp, type Hyp, type HypKey } from '../config/hyp';
-import { checkInteger } from '../options';
+import {
+  EVOLVE_DEFAULTS,
+  EVOLVE_PARENTS,
+  TRAIN_DEFAULTS,
+  checkChoice,
+  checkInteger,
+  type EvolveParent,
+} from '../options';
+import { removeStaleTemporaries, writeTextAtomic as writeAtomic } from '../report/files';
+import { Run } from './run';
 import { gaussian, mulberry32 } from './random';
 import { makeRunDir } from '../report/runs';
 import {
   train,
   type BatchEvent,
+  type EpochEvent,
   type EpochRecord,
   type TrainOptions,
   type TrainResult,
@@ -105,7 +114,7 @@ export interface EvolveOptions extends TrainOptions {
   /** Generations in total, counting the rows already in evolve.csv (default 300). */
   generations?: number;
   /** 'single' (default): one of the best rows, drawn by fitness; 'weighted': their weighted mean. */
-  parent?: 'single' | 'weighted';
+  parent?: EvolveParent;
   /**
    * Continue the evolution in this folder: its options (evolve_opt.yaml) and evolve.csv are used;
    * `generations`, `threads`, `workers`, `signal` and `log` may be given anew.
@@ -130,33 +139,20 @@ export interface EvolveResult {
 export interface EvolveBatchEvent extends BatchEvent {
   generation: number;
 }
-export interface EvolveEpochEvent extends EpochRecord {
+export interface EvolveEpochEvent extends EpochEvent {
   generation: number;
 }
 
-/** A running evolution: a Promise of the result and an emitter of 'generation', 'epoch', 'batch', 'log'. */
-export class EvolveRun extends EventEmitter implements Promise<EvolveResult> {
-  readonly #promise: Promise<EvolveResult>;
-  readonly [Symbol.toStringTag] = 'EvolveRun';
-  constructor(run: (self: EvolveRun) => Promise<EvolveResult>) {
-    super();
-    this.#promise = new Promise<void>((r) => setImmediate(r)).then(() => run(this));
-  }
-  then<A = EvolveResult, B = never>(
-    onFulfilled?: ((value: EvolveResult) => A | PromiseLike<A>) | null,
-    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
-  ): Promise<A | B> {
-    return this.#promise.then(onFulfilled, onRejected);
-  }
-  catch<B = never>(
-    onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
-  ): Promise<EvolveResult | B> {
-    return this.#promise.catch(onRejected);
-  }
-  finally(onFinally?: (() => void) | null): Promise<EvolveResult> {
-    return this.#promise.finally(onFinally);
-  }
-}
+/** What an evolution emits: `run.on('generation', (g) => …)`. */
+export type EvolveEvents = {
+  generation: [EvolveGeneration];
+  epoch: [EvolveEpochEvent];
+  batch: [EvolveBatchEvent];
+  log: [string];
+};
+
+/** A running evolution: a Promise of the result and an emitter of EvolveEvents. */
+export class EvolveRun extends Run<EvolveResult, EvolveEvents> {}
 
 /** The reference's fitness: 0.1·mAP50 + 0.9·mAP50-95. */
 export function evolveFitness(m: { mAP50: number; mAP50_95: number }): number {
@@ -332,12 +328,6 @@ function bestRow(rows: readonly EvolveRow[]): EvolveRow | undefined {
   );
 }
 
-function writeAtomic(file: string, text: string): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, text);
-  fs.renameSync(tmp, file);
-}
-
 function hypYaml(best: EvolveRow, total: number, keys: readonly EvolveKey[], file: string): string {
   const m = (v: number) => v.toFixed(5);
   const head = [
@@ -356,7 +346,7 @@ const OPT_FILE = 'evolve_opt.yaml';
 
 interface SavedEvolve {
   generations: number;
-  parent: 'single' | 'weighted';
+  parent: EvolveParent;
   seed: number;
   hyp: EvolveHyp;
   train: TrainOptions;
@@ -436,7 +426,7 @@ async function trainGeneration(
   run: EvolveRun,
   log: (line: string) => void,
   signal: AbortSignal | undefined,
-): Promise<GenerationSummary> {
+): Promise<GenerationSummary | undefined> {
   const trainRun = train({
     ...base,
     hyp: hyp as Partial<Hyp>,
@@ -444,9 +434,16 @@ async function trainGeneration(
     ...(signal ? { signal } : {}),
     log: (line) => log(`  ${line}`),
   });
-  trainRun.on('batch', (b: BatchEvent) => run.emit('batch', { ...b, generation }));
-  trainRun.on('epoch', (e: EpochRecord) => run.emit('epoch', { ...e, generation }));
-  const r = await trainRun;
+  trainRun.on('batch', (b) => run.emit('batch', { ...b, generation }));
+  trainRun.on('epoch', (e) => run.emit('epoch', { ...e, generation }));
+  let r: TrainResult;
+  try {
+    r = await trainRun;
+  } catch (e) {
+    // Aborted before its first epoch: like any aborted generation, it is not recorded.
+    if (e instanceof Yolo5Error && e.code === 'E_ABORTED') return undefined;
+    throw e;
+  }
   // Free this generation's native models (and their trainer) now: V8 does not see that memory.
   r.model.dispose();
   r.ema.dispose();
@@ -462,7 +459,168 @@ async function trainGeneration(
 
 /** Starts an evolution; await the run for the result, listen to it for progress. */
 export function evolve(opts: EvolveOptions = {}): EvolveRun {
-  return new EvolveRun((self) => runEvolution(opts, self));
+  return new EvolveRun('EvolveRun', (self) => runEvolution(opts, self));
+}
+
+type Log = (line: string) => void;
+
+/** A new evolve folder with its saved options. */
+function createEvolution(input: EvolveOptions, log: Log): { dir: string; saved: SavedEvolve } {
+  const generations = checkInteger(
+    'generations',
+    input.generations ?? EVOLVE_DEFAULTS.generations,
+    1,
+  );
+  const parent = checkChoice('parent', input.parent ?? EVOLVE_DEFAULTS.parent, EVOLVE_PARENTS);
+  const seed = checkInteger('seed', input.seed ?? TRAIN_DEFAULTS.seed, 0);
+  const start: EvolveHyp = { ...readHyp(input.hyp, log, { complete: true }) };
+  if (input.noautoanchor) {
+    if (start.anchors !== undefined) log('noautoanchor: the hyp key anchors is not evolved');
+    delete start.anchors;
+  } else start.anchors ??= 3;
+  const saved: SavedEvolve = {
+    generations,
+    parent,
+    seed,
+    hyp: start,
+    train: storableTrainOptions(input),
+  };
+  const dir = makeRunDir('evolve', {
+    project: input.project ?? EVOLVE_DEFAULTS.project,
+    ...(input.name ? { name: input.name } : {}),
+    existOk: input.existOk === true,
+  });
+  const existing = path.join(dir, 'evolve.csv');
+  if (fs.existsSync(existing) || fs.existsSync(path.join(dir, OPT_FILE))) {
+    throw new Yolo5Error(
+      'E_EVOLVE',
+      `${dir} already holds an evolution: continue it with --resume-evolve ${dir} (resumeEvolve) or choose another --name`,
+      { file: existing },
+    );
+  }
+  writeAtomic(path.join(dir, OPT_FILE), yaml.dump(saved));
+  return { dir, saved };
+}
+
+/** An evolve folder to continue; temporaries a kill left are removed. */
+function reopenEvolution(input: EvolveOptions, log: Log): { dir: string; saved: SavedEvolve } {
+  const dir = path.resolve(input.resumeEvolve!);
+  removeStaleTemporaries(dir, [OPT_FILE, 'hyp_evolve.yaml']);
+  const saved = readSaved(dir);
+  if (input.generations !== undefined && input.generations !== saved.generations) {
+    // The new total is the run's from now on (a later resume without it keeps it).
+    saved.generations = checkInteger('generations', input.generations, 1);
+    writeAtomic(path.join(dir, OPT_FILE), yaml.dump(saved));
+  }
+  log(`Continuing the evolution in ${dir} (its options from ${OPT_FILE})`);
+  return { dir, saved };
+}
+
+/** The hyperparameters generation `generation` trains: the start, or a mutated parent. */
+function nextHyp(
+  rows: EvolveRow[],
+  start: EvolveHyp,
+  keys: readonly EvolveKey[],
+  saved: SavedEvolve,
+  log: Log,
+): EvolveHyp {
+  const generation = rows.length + 1;
+  const total = saved.generations;
+  if (rows.length === 0) {
+    log(`Generation ${generation}/${total}: the starting hyperparameters`);
+    return { ...start };
+  }
+  // One generator per generation: a resumed run draws what an uninterrupted one would have.
+  const rand = mulberry32((saved.seed + Math.imul(generation, 0x9e3779b1)) >>> 0);
+  const parent = selectParent(rows, keys, saved.parent, rand);
+  const hyp = mutateHyp(parent, keys, rand);
+  const changed = keys.filter((k) => hyp[k] !== parent[k]);
+  log(
+    `Generation ${generation}/${total}: ${changed.length} of ${keys.length} mutated: ` +
+      changed.map((k) => `${k} ${formatNumber(parent[k]!)}→${formatNumber(hyp[k]!)}`).join(', '),
+  );
+  return hyp;
+}
+
+interface EvolveFiles {
+  dir: string;
+  csv: string;
+  hypFile: string;
+  keys: EvolveKey[];
+}
+
+/** Appends a generation's row to evolve.csv and rewrites hyp_evolve.yaml; returns the rows. */
+function recordGeneration(f: EvolveFiles, rows: EvolveRow[], row: EvolveRow): EvolveRow[] {
+  if (rows.length === 0 && !fs.existsSync(f.csv)) fs.writeFileSync(f.csv, `${csvHeader(f.keys)}\n`);
+  fs.appendFileSync(f.csv, `${csvLine(row, f.keys)}\n`);
+  // Values as written, so the rows here equal what a resumed run reads back.
+  const stored = readEvolveCsv(f.csv, f.keys);
+  writeAtomic(f.hypFile, hypYaml(bestRow(stored)!, stored.length, f.keys, f.hypFile));
+  return stored;
+}
+
+/** Trains one generation and records it; undefined when it was aborted (not recorded). */
+async function evolveGeneration(
+  f: EvolveFiles,
+  rows: EvolveRow[],
+  hyp: EvolveHyp,
+  trainBase: TrainOptions,
+  total: number,
+  run: EvolveRun,
+  input: EvolveOptions,
+  log: Log,
+): Promise<EvolveGeneration | undefined> {
+  const generation = rows.length + 1;
+  const started = Date.now();
+  const r = await trainGeneration(trainBase, hyp, generation, run, log, input.signal);
+  if (!r || r.status === 'aborted') {
+    log(`Generation ${generation} aborted: not recorded; resume with --resume-evolve ${f.dir}`);
+    return undefined;
+  }
+  const last = r.last;
+  const metrics = {
+    precision: last?.precision ?? 0,
+    recall: last?.recall ?? 0,
+    mAP50: last?.mAP50 ?? 0,
+    mAP50_95: last?.mAP50_95 ?? 0,
+  };
+  const stored = recordGeneration(f, rows, {
+    generation,
+    ...metrics,
+    valLoss: last ? [...last.valLoss] : [0, 0, 0],
+    fitness: evolveFitness(metrics),
+    hyp,
+  });
+  rows.splice(0, rows.length, ...stored);
+  const best = bestRow(rows)!;
+  const gen: EvolveGeneration = {
+    ...rows[rows.length - 1]!,
+    status: r.status,
+    saveDir: r.saveDir,
+    frozen: r.frozen,
+    trainableParameters: r.trainableParameters,
+    seconds: (Date.now() - started) / 1000,
+  };
+  run.emit('generation', gen);
+  log(
+    `Generation ${generation}/${total} done in ${gen.seconds.toFixed(1)} s: fitness ${gen.fitness.toFixed(5)} ` +
+      `(mAP50 ${gen.mAP50.toFixed(4)}, mAP50-95 ${gen.mAP50_95.toFixed(4)}); best so far: generation ${best.generation}, ${best.fitness.toFixed(5)}`,
+  );
+  return gen;
+}
+
+/** The options every generation trains with (the run's own; threads and workers may change). */
+function generationOptions(saved: SavedEvolve, input: EvolveOptions, dir: string): TrainOptions {
+  return {
+    ...saved.train,
+    ...(input.threads !== undefined ? { threads: input.threads } : {}),
+    ...(input.workers !== undefined ? { workers: input.workers } : {}),
+    seed: saved.seed,
+    noval: true,
+    noweights: true,
+    project: path.join(dir, 'generations'),
+    existOk: true,
+  };
 }
 
 async function runEvolution(input: EvolveOptions, run: EvolveRun): Promise<EvolveResult> {
@@ -476,159 +634,55 @@ async function runEvolution(input: EvolveOptions, run: EvolveRun): Promise<Evolv
       'resume does not combine with evolution; continue an evolve folder with resumeEvolve (--resume-evolve DIR)',
     );
   }
-
-  // --- the run folder and its options: new, or saved by an earlier call ------------------------
-  let dir: string;
-  let saved: SavedEvolve;
-  if (input.resumeEvolve !== undefined) {
-    dir = path.resolve(input.resumeEvolve);
-    saved = readSaved(dir);
-    if (input.generations !== undefined && input.generations !== saved.generations) {
-      // The new total is the run's from now on (a later resume without it keeps it).
-      saved.generations = checkInteger('generations', input.generations, 1);
-      writeAtomic(path.join(dir, OPT_FILE), yaml.dump(saved));
-    }
-    log(`Continuing the evolution in ${dir} (its options from ${OPT_FILE})`);
-  } else {
-    const generations = checkInteger('generations', input.generations ?? 300, 1);
-    const parent = input.parent ?? 'single';
-    if (parent !== 'single' && parent !== 'weighted') {
-      throw new Yolo5Error(
-        'E_ARG',
-        `Expected single or weighted for parent but received ${show(parent)}`,
-      );
-    }
-    const seed = checkInteger('seed', input.seed ?? 0, 0);
-    const start: EvolveHyp = { ...readHyp(input.hyp, log, { complete: true }) };
-    if (input.noautoanchor) {
-      if (start.anchors !== undefined) log('noautoanchor: the hyp key anchors is not evolved');
-      delete start.anchors;
-    } else start.anchors ??= 3;
-    const train = storableTrainOptions(input);
-    saved = { generations, parent, seed, hyp: start, train };
-    dir = makeRunDir('evolve', {
-      ...(input.project ? { project: input.project } : {}),
-      ...(input.name ? { name: input.name } : {}),
-      existOk: input.existOk === true,
-    });
-    const existing = path.join(dir, 'evolve.csv');
-    if (fs.existsSync(existing) || fs.existsSync(path.join(dir, OPT_FILE))) {
-      throw new Yolo5Error(
-        'E_EVOLVE',
-        `${dir} already holds an evolution: continue it with --resume-evolve ${dir} (resumeEvolve) or choose another --name`,
-        { file: existing },
-      );
-    }
-    fs.writeFileSync(path.join(dir, OPT_FILE), yaml.dump(saved));
-  }
+  const { dir, saved } =
+    input.resumeEvolve !== undefined ? reopenEvolution(input, log) : createEvolution(input, log);
   const keys = evolveKeys(saved.train.noautoanchor === true);
-  const csv = path.join(dir, 'evolve.csv');
-  const hypFile = path.join(dir, 'hyp_evolve.yaml');
-  const rows = readEvolveCsv(csv, keys);
+  const f: EvolveFiles = {
+    dir,
+    csv: path.join(dir, 'evolve.csv'),
+    hypFile: path.join(dir, 'hyp_evolve.yaml'),
+    keys,
+  };
+  const rows = readEvolveCsv(f.csv, keys);
+  // A kill between the evolve.csv row and hyp_evolve.yaml leaves the latter behind: rewrite it.
+  if (rows.length > 0)
+    writeAtomic(f.hypFile, hypYaml(bestRow(rows)!, rows.length, keys, f.hypFile));
   const start: EvolveHyp = { ...readHyp(saved.hyp as Partial<Hyp>, log, { complete: true }) };
   if (keys.includes('anchors')) start.anchors = saved.hyp.anchors ?? 3;
   else delete start.anchors;
   const total = saved.generations;
   if (rows.length >= total)
-    log(`${csv} already holds ${rows.length} generations (of ${total}): nothing to train`);
+    log(`${f.csv} already holds ${rows.length} generations (of ${total}): nothing to train`);
   else
     log(
       `Evolving ${keys.filter((k) => EVOLVE_META[k][0] > 0).length} hyperparameters over ${total} generations` +
         `${rows.length > 0 ? ` (${rows.length} done)` : ''}, parent ${saved.parent}: ${dir}`,
     );
-
-  const trainBase: TrainOptions = {
-    ...saved.train,
-    ...(input.threads !== undefined ? { threads: input.threads } : {}),
-    ...(input.workers !== undefined ? { workers: input.workers } : {}),
-    seed: saved.seed,
-    noval: true,
-    noweights: true,
-    project: path.join(dir, 'generations'),
-    existOk: true,
-  };
+  const trainBase = generationOptions(saved, input, dir);
   const trained: EvolveGeneration[] = [];
   let status: EvolveResult['status'] = 'completed';
-  const signal = input.signal;
   while (rows.length < total) {
-    if (signal?.aborted) {
+    const hyp = input.signal?.aborted ? undefined : nextHyp(rows, start, keys, saved, log);
+    const gen = hyp && (await evolveGeneration(f, rows, hyp, trainBase, total, run, input, log));
+    if (!gen) {
       status = 'aborted';
       break;
     }
-    const generation = rows.length + 1;
-    // One generator per generation: a resumed run draws what an uninterrupted one would have.
-    const rand = mulberry32((saved.seed + Math.imul(generation, 0x9e3779b1)) >>> 0);
-    let hyp: EvolveHyp;
-    if (rows.length === 0) {
-      hyp = { ...start };
-      log(`Generation ${generation}/${total}: the starting hyperparameters`);
-    } else {
-      const parent = selectParent(rows, keys, saved.parent, rand);
-      hyp = mutateHyp(parent, keys, rand);
-      const changed = keys.filter((k) => hyp[k] !== parent[k]);
-      log(
-        `Generation ${generation}/${total}: ${changed.length} of ${keys.length} mutated: ` +
-          changed
-            .map((k) => `${k} ${formatNumber(parent[k]!)}→${formatNumber(hyp[k]!)}`)
-            .join(', '),
-      );
-    }
-    const started = Date.now();
-    const r = await trainGeneration(trainBase, hyp, generation, run, log, signal);
-    if (r.status === 'aborted') {
-      status = 'aborted';
-      log(`Generation ${generation} aborted: not recorded; resume with --resume-evolve ${dir}`);
-      break;
-    }
-    const last = r.last;
-    const metrics = {
-      precision: last?.precision ?? 0,
-      recall: last?.recall ?? 0,
-      mAP50: last?.mAP50 ?? 0,
-      mAP50_95: last?.mAP50_95 ?? 0,
-    };
-    const row: EvolveRow = {
-      generation,
-      ...metrics,
-      valLoss: last ? [...last.valLoss] : [0, 0, 0],
-      fitness: evolveFitness(metrics),
-      hyp,
-    };
-    if (rows.length === 0 && !fs.existsSync(csv)) fs.writeFileSync(csv, `${csvHeader(keys)}\n`);
-    fs.appendFileSync(csv, `${csvLine(row, keys)}\n`);
-    // Values as written, so the rows here equal what a resumed run reads back.
-    const stored = readEvolveCsv(csv, keys);
-    rows.splice(0, rows.length, ...stored);
-    const best = bestRow(rows)!;
-    writeAtomic(hypFile, hypYaml(best, rows.length, keys, hypFile));
-    const gen: EvolveGeneration = {
-      ...rows[rows.length - 1]!,
-      status: r.status,
-      saveDir: r.saveDir,
-      frozen: r.frozen,
-      trainableParameters: r.trainableParameters,
-      seconds: (Date.now() - started) / 1000,
-    };
     trained.push(gen);
-    run.emit('generation', gen);
-    log(
-      `Generation ${generation}/${total} done in ${gen.seconds.toFixed(1)} s: fitness ${gen.fitness.toFixed(5)} ` +
-        `(mAP50 ${gen.mAP50.toFixed(4)}, mAP50-95 ${gen.mAP50_95.toFixed(4)}); best so far: generation ${best.generation}, ${best.fitness.toFixed(5)}`,
-    );
   }
   const best = bestRow(rows);
   if (best) {
     log(
-      `Evolution ${status === 'completed' ? 'finished' : 'stopped'}: ${rows.length} generations in ${csv}; ` +
-        `best generation ${best.generation}, fitness ${best.fitness.toFixed(5)}, hyps in ${hypFile}`,
+      `Evolution ${status === 'completed' ? 'finished' : 'stopped'}: ${rows.length} generations in ${f.csv}; ` +
+        `best generation ${best.generation}, fitness ${best.fitness.toFixed(5)}, hyps in ${f.hypFile}`,
     );
-    log(`Train with them: yolo5 train --hyp ${hypFile}`);
+    log(`Train with them: yolo5 train --hyp ${f.hypFile}`);
   }
   return {
     status,
     dir,
-    csv,
-    hypFile,
+    csv: f.csv,
+    hypFile: f.hypFile,
     keys,
     rows,
     ...(best ? { best } : {}),

@@ -1,0 +1,242 @@
+/**
+ * The epoch loop: each epoch runs natively, then the EMA is validated, then the epoch is saved in
+ * an order that loses nothing when killed: last.pt (holding every results row and the best
+ * epoch), then best.pt's copy, then the results.csv row. An interruption (abort, a signal) stops
+ * after the current batch and keeps the last *finished* epoch: the partly trained one is dropped,
+ * so the resumed run repeats it from the same state and ends as an uninterrupted run would.
+ */
+import * as fs from 'node:fs';
+import { writeCheckpointAsync } from '../checkpoint/worker';
+import { copyCheckpoint, type Yolo5CheckpointData } from '../checkpoint';
+import type { NativeEpochStats } from '../native/addon';
+import { nativeCall } from '../native/addon';
+import { appendText } from '../report/files';
+import { val, type ValResult } from '../val/val';
+import type { Training } from './build';
+import { crashPoint } from './crash';
+import { imageWeights } from './image-weights';
+import {
+  optimizerToPicklable,
+  resultsLine,
+  stateMap,
+  trainStateToPicklable,
+  type TrainState,
+} from './state';
+import type { BatchEvent, EpochEvent, EpochRecord, TrainEvents, TrainResult } from './types';
+import type { Run } from './run';
+
+export interface LoopContext {
+  run: Run<TrainResult, TrainEvents>;
+  signal: AbortSignal | undefined;
+  log: (line: string) => void;
+  startEpoch: number;
+  /** The state after the last finished epoch (updated in place). */
+  state: TrainState;
+  bestFitness: number;
+}
+
+export interface LoopResult {
+  status: TrainResult['status'];
+  records: EpochRecord[];
+  bestFitness: number;
+}
+
+/** The checkpoint of the state after `epoch` (fresh tensor copies). */
+async function checkpointData(
+  t: Training,
+  ctx: LoopContext,
+  epoch: number,
+): Promise<Yolo5CheckpointData> {
+  const info = t.trainer.info();
+  return {
+    model: await stateMap(t.model),
+    ema: await stateMap(t.ema),
+    updates: info.emaUpdates,
+    optimizer: optimizerToPicklable(
+      await t.trainer.optimizerState(),
+      t.opts.optimizer,
+      t.trainer.info().lastOptStep,
+    ),
+    epoch,
+    bestFitness: Number.isFinite(ctx.bestFitness) ? ctx.bestFitness : null,
+    yaml: t.model.config as Record<string, unknown>,
+    names: t.names,
+    nc: t.nc,
+    stride: t.info.stride,
+    hyp: t.hyp as unknown as Record<string, unknown>,
+    opt: t.savedOpt,
+    trainState: trainStateToPicklable(ctx.state),
+  };
+}
+
+async function trainEpoch(t: Training, ctx: LoopContext, epoch: number): Promise<NativeEpochStats> {
+  const { epochs, closeMosaic } = t.opts;
+  const mosaic = !(closeMosaic > 0 && epoch >= epochs - closeMosaic);
+  let lastEmit = 0;
+  const stats = await nativeCall('training', () =>
+    t.trainer.runEpoch(epoch, mosaic, (p) => {
+      const now = Date.now();
+      // Throttled to a few events a second; the last batch is always reported.
+      if (now - lastEmit >= 200 || p.batch === p.batches - 1) {
+        lastEmit = now;
+        ctx.run.emit('batch', { ...p, epochs } satisfies BatchEvent);
+      }
+    }),
+  );
+  for (const w of stats.warnings) ctx.log(`WARNING: ${w}`);
+  return stats;
+}
+
+async function validate(t: Training, epoch: number): Promise<ValResult | undefined> {
+  if (t.opts.noval && epoch !== t.opts.epochs - 1) return undefined;
+  return val({
+    model: t.ema,
+    data: t.data,
+    imgsz: t.opts.imgsz,
+    batch: t.opts.batch * 2,
+    singleCls: t.opts.singleCls,
+    loss: t.loss,
+    log: () => {},
+  });
+}
+
+/** Saves a finished epoch: last.pt first (it holds the row and the best epoch), then best.pt. */
+async function saveEpoch(
+  t: Training,
+  ctx: LoopContext,
+  epoch: number,
+  improved: boolean,
+  last: boolean,
+): Promise<Yolo5CheckpointData | undefined> {
+  if (t.opts.noweights) return undefined;
+  // --nosave: only the final epoch is written; the others stay in memory for an interruption.
+  if (t.opts.nosave && !last) return checkpointData(t, ctx, epoch);
+  await writeCheckpointAsync(t.lastPath, await checkpointData(t, ctx, epoch));
+  crashPoint('results-row', epoch);
+  if (improved) {
+    // best.pt is this same file: copy it (atomically) instead of serialising twice.
+    await copyCheckpoint(t.lastPath, t.bestPath, () => crashPoint('best-copy', epoch));
+  }
+  return undefined;
+}
+
+/** Ends the loop after an interruption or a bad loss, keeping the last finished epoch. */
+async function stopEarly(
+  t: Training,
+  ctx: LoopContext,
+  epoch: number,
+  pending: Yolo5CheckpointData | undefined,
+  why: 'aborted' | 'non-finite-loss',
+): Promise<void> {
+  if (pending) await writeCheckpointAsync(t.lastPath, pending);
+  const kept = fs.existsSync(t.lastPath) && ctx.state.lastEpoch >= 0;
+  if (why === 'non-finite-loss') {
+    ctx.log(
+      `Stopping: the loss became NaN or infinite in epoch ${epoch}; ${kept ? `${t.lastPath} holds the last good epoch` : 'no epoch finished before it'}. Try a lower lr0 or a smaller batch.`,
+    );
+  } else if (t.opts.noweights) ctx.log(`Aborted during epoch ${epoch}`);
+  else if (kept) {
+    ctx.log(
+      `Aborted during epoch ${epoch}; ${t.lastPath} holds epoch ${ctx.state.lastEpoch} (resumes at epoch ${ctx.state.lastEpoch + 1})`,
+    );
+  } else ctx.log(`Aborted during epoch ${epoch}; no epoch had finished`);
+}
+
+function epochLine(r: EpochRecord, epochs: number): string {
+  return (
+    `${`${r.epoch}/${epochs - 1}`.padStart(10)}  box ${r.box.toFixed(4)}  obj ${r.obj.toFixed(4)}  cls ${r.cls.toFixed(4)}  ` +
+    `P ${r.precision.toFixed(3)}  R ${r.recall.toFixed(3)}  mAP50 ${r.mAP50.toFixed(3)}  mAP50-95 ${r.mAP50_95.toFixed(3)}  ` +
+    `${r.seconds.toFixed(1)}s`
+  );
+}
+
+/** A finished epoch's record, and the run state it leads to. */
+function recordEpoch(
+  t: Training,
+  ctx: LoopContext,
+  epoch: number,
+  stats: NativeEpochStats,
+  r: ValResult | undefined,
+): { record: EpochRecord; improved: boolean } {
+  const metrics = r?.metrics ?? { precision: 0, recall: 0, mAP50: 0, mAP50_95: 0, fitness: 0 };
+  const valLoss: [number, number, number] = r?.loss ?? [0, 0, 0];
+  const record: EpochRecord = {
+    epoch,
+    box: stats.lbox,
+    obj: stats.lobj,
+    cls: stats.lcls,
+    ...metrics,
+    valLoss,
+    lrs: stats.lrs,
+    seconds: stats.seconds,
+    images: stats.images,
+  };
+  const s = ctx.state;
+  const improved = metrics.fitness > ctx.bestFitness;
+  if (improved) {
+    ctx.bestFitness = metrics.fitness;
+    s.bestEpoch = epoch;
+    s.sinceBest = 0;
+  } else if (r) s.sinceBest++; // epochs without validation (noval) do not count for patience
+  s.results.push([
+    epoch,
+    stats.lbox,
+    stats.lobj,
+    stats.lcls,
+    metrics.precision,
+    metrics.recall,
+    metrics.mAP50,
+    metrics.mAP50_95,
+    ...valLoss,
+    ...stats.lrs,
+  ]);
+  s.lastEpoch = epoch;
+  s.maps = r ? Array.from(r.maps) : null;
+  s.updates = t.trainer.info().emaUpdates;
+  return { record, improved };
+}
+
+/** Trains epochs `startEpoch` … `epochs − 1`, saving each as it finishes. */
+export async function runEpochs(t: Training, ctx: LoopContext): Promise<LoopResult> {
+  const { epochs, patience } = t.opts;
+  const records: EpochRecord[] = [];
+  let status: TrainResult['status'] = 'completed';
+  let pending: Yolo5CheckpointData | undefined;
+  const onAbort = () => t.trainer.abort();
+  ctx.signal?.addEventListener('abort', onAbort);
+  try {
+    for (let epoch = ctx.startEpoch; epoch < epochs; epoch++) {
+      if (ctx.signal?.aborted) status = 'aborted';
+      const stats = status === 'aborted' ? undefined : await trainEpoch(t, ctx, epoch);
+      if (!stats || stats.aborted || stats.nonFinite) {
+        status = stats?.nonFinite ? 'non-finite-loss' : 'aborted';
+        await stopEarly(t, ctx, epoch, pending, status);
+        break;
+      }
+      const r = await validate(t, epoch);
+      if (t.opts.imageWeights && !t.opts.rect)
+        t.trainer.setSampleWeights(imageWeights(t.trainItems, t.nc, r?.maps));
+      const { record, improved } = recordEpoch(t, ctx, epoch, stats, r);
+      const final = epoch === epochs - 1;
+      const stop = !final && patience > 0 && ctx.state.sinceBest >= patience;
+      pending = await saveEpoch(t, ctx, epoch, improved, final || stop);
+      // The row goes in after the checkpoint, which holds it too: a kill in between loses nothing.
+      appendText(t.csv, resultsLine(ctx.state.results.at(-1)!));
+      records.push(record);
+      const event: EpochEvent = { ...record, epochs, best: improved, saveDir: t.saveDir };
+      if (r) event.val = r;
+      ctx.run.emit('epoch', event);
+      ctx.log(epochLine(record, epochs));
+      if (stop) {
+        status = 'early-stopped';
+        ctx.log(
+          `Stopping early: no improvement in the last ${patience} epochs; best fitness ${ctx.bestFitness.toFixed(4)}`,
+        );
+        break;
+      }
+    }
+  } finally {
+    ctx.signal?.removeEventListener('abort', onAbort);
+  }
+  return { status, records, bestFitness: ctx.bestFitness };
+}
