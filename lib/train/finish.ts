@@ -49,6 +49,7 @@ export async function finishTraining(
   log: (line: string) => void,
 ): Promise<ValResult | undefined> {
   let finalVal: ValResult | undefined;
+  if (!t.main) return undefined; // rank 0 strips, validates and reports
   if (t.opts.noweights) {
     // Nothing was written.
   } else if (status === 'completed' || status === 'early-stopped') {
