@@ -7,6 +7,7 @@ import { Yolo5Error } from '../errors';
 import { evolve } from '../train/evolve';
 import { train, type BatchEvent, type TrainOptions } from '../train/train';
 import { freezeSpecFromArgs, parseInteger, parseNumber } from './options';
+import { ProgressPrinter, valProgress } from '../report/progress';
 
 interface TrainCliOptions {
   data?: string;
@@ -23,6 +24,7 @@ interface TrainCliOptions {
   nosave?: boolean;
   noval?: boolean;
   noautoanchor?: boolean;
+  noplots?: boolean;
   cache?: string | boolean;
   workers?: number;
   optimizer: string;
@@ -79,6 +81,7 @@ export function trainCommand(): Command {
     .option('--nosave', 'only save the final checkpoint')
     .option('--noval', 'only validate the final epoch')
     .option('--noautoanchor', 'skip the anchor check')
+    .option('--noplots', 'save no plots or mosaics (TensorBoard scalars are still written)')
     .option('--cache [ram]', 'keep decoded images in memory')
     .option('--workers <n>', 'data loader threads', parseInteger('--workers', 0))
     .option('--optimizer <name>', 'SGD, Adam or AdamW', 'SGD')
@@ -172,6 +175,7 @@ export function trainCommand(): Command {
         nosave: o.nosave === true,
         noval: o.noval === true,
         noautoanchor: o.noautoanchor === true,
+        noplots: o.noplots === true,
         cache: o.cache !== undefined,
         optimizer: o.optimizer as 'SGD',
         cosLr: o.cosLr === true,
@@ -195,6 +199,7 @@ export function trainCommand(): Command {
       process.once('SIGINT', onSigint);
       opts.signal = controller.signal;
       const tty = process.stdout.isTTY === true;
+      const printer = new ProgressPrinter((s) => process.stdout.write(s), tty);
       let header = false;
       const line = (p: BatchEvent) =>
         `${`${p.epoch}/${p.epochs - 1}`.padStart(11)}${memGB().padStart(11)}${p.lbox.toFixed(4).padStart(11)}${p.lobj.toFixed(4).padStart(11)}${p.lcls
@@ -212,9 +217,7 @@ export function trainCommand(): Command {
           );
           header = true;
         }
-        if (tty) process.stdout.write(`\r${line(p)}`);
-        else if (p.batch === p.batches - 1) out(line(p));
-        if (tty && p.batch === p.batches - 1) process.stdout.write('\n');
+        printer.update(line(p), p.batch === p.batches - 1);
       };
       if (evolving) {
         const run = evolve({
@@ -233,6 +236,7 @@ export function trainCommand(): Command {
       }
       const run = train(opts);
       run.on('batch', onBatch);
+      if (tty) run.on('valBatch', valProgress(printer));
       const result = await run;
       process.removeListener('SIGINT', onSigint);
       out(

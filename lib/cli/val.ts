@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { val } from '../val/val';
 import { parseInteger, parseNumber } from './options';
+import { ProgressPrinter, valProgress } from '../report/progress';
 
 interface ValCliOptions {
   weights: string[];
@@ -23,6 +24,7 @@ interface ValCliOptions {
   existOk?: boolean;
   augment?: boolean;
   device?: string;
+  noplots?: boolean;
 }
 
 export function valCommand(): Command {
@@ -50,6 +52,7 @@ export function valCommand(): Command {
     .option('--exist-ok', 'reuse an existing run folder')
     .option('--augment', 'test-time augmentation: scales 1, 0.83 (flipped), 0.67 before one NMS')
     .option('--device <d>', 'cpu (default), a CUDA device index such as 0, or cuda:N')
+    .option('--noplots', 'save no curves, confusion matrix or batch mosaics')
     .action(async (o: ValCliOptions) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
       if (!['val', 'test', 'train'].includes(o.task)) {
@@ -57,7 +60,10 @@ export function valCommand(): Command {
           `Expected val, test or train for --task but received ${JSON.stringify(o.task)}`,
         );
       }
+      const printer = new ProgressPrinter((s) => process.stdout.write(s), true);
       await val({
+        plots: o.noplots !== true,
+        ...(process.stdout.isTTY ? { progress: valProgress(printer) } : {}),
         weights: o.weights,
         augment: o.augment === true,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),

@@ -95,11 +95,17 @@ function label(input: ImageInput): string {
   return typeof input === 'string' ? input : isRaw(input) ? 'raw' : 'buffer';
 }
 
-/** Runs detection; returns one result per image in input order. */
-export async function detectImages(
+interface Prepared {
+  model: Predictor;
+  inputs: ImageInput[];
+  predict: Parameters<Predictor['predict']>[1];
+}
+
+/** Loads the model (unless given), checks the options and expands the sources. */
+async function prepare(
   source: ImageInput | readonly ImageInput[],
-  opts: DetectOptions = {},
-): Promise<DetectOutput> {
+  opts: DetectOptions,
+): Promise<Prepared> {
   const log = opts.log ?? (() => {});
   const model: Predictor =
     opts.model ??
@@ -131,7 +137,7 @@ export async function detectImages(
       );
     }
   }
-  const { results, timing } = await model.predict(inputs as NativeImage[], {
+  const predict = {
     imgsz,
     conf,
     iou,
@@ -140,8 +146,24 @@ export async function detectImages(
     multiLabel,
     augment,
     ...(classes ? { classes } : {}),
-  });
-  const out = results.map((r, i): DetectResult => {
+  };
+  return { model, inputs, predict };
+}
+
+function toResults(
+  prepared: Prepared,
+  inputs: ImageInput[],
+  results: {
+    ok: boolean;
+    error?: string;
+    width: number;
+    height: number;
+    detections: Float32Array;
+  }[],
+  log: (line: string) => void,
+): DetectResult[] {
+  const names = prepared.model.names;
+  return results.map((r, i): DetectResult => {
     const boxes: Box[] = [];
     const d = r.detections;
     for (let k = 0; k + 6 <= d.length; k += 6) {
@@ -153,7 +175,7 @@ export async function detectImages(
         y2: d[k + 3]!,
         confidence: d[k + 4]!,
         class: cls,
-        name: model.names[cls] ?? String(cls),
+        name: names[cls] ?? String(cls),
       });
     }
     const result: DetectResult = {
@@ -168,12 +190,70 @@ export async function detectImages(
     }
     return result;
   });
+}
+
+/** Runs detection; returns one result per image in input order. */
+export async function detectImages(
+  source: ImageInput | readonly ImageInput[],
+  opts: DetectOptions = {},
+): Promise<DetectOutput> {
+  const prepared = await prepare(source, opts);
+  const { results, timing } = await prepared.model.predict(
+    prepared.inputs as NativeImage[],
+    prepared.predict,
+  );
   const n = Math.max(timing.images, 1);
   return {
-    results: out,
+    results: toResults(prepared, prepared.inputs, results, opts.log ?? (() => {})),
     speed: { preprocess: timing.pre / n, inference: timing.inference / n, nms: timing.nms / n },
-    model,
+    model: prepared.model,
   };
+}
+
+/** One image's result as `detectStream` yields it. */
+export interface StreamedResult extends DetectResult {
+  /** 0-based position among the expanded sources, and their number. */
+  index: number;
+  total: number;
+  /** This image's milliseconds. */
+  speed: DetectSpeed;
+}
+
+/** A stream of images being detected: the model (loaded once), then each result as it finishes. */
+export interface DetectStream extends AsyncIterable<StreamedResult> {
+  model: Model | Ensemble;
+  total: number;
+}
+
+/**
+ * Detects images one after another, yielding each result as soon as it is ready: nothing is kept
+ * per image once yielded, so a folder of any size runs in constant memory. The boxes equal
+ * `detectImages`' (each image is letterboxed and predicted alone in both).
+ */
+export async function detectStream(
+  source: ImageInput | readonly ImageInput[],
+  opts: DetectOptions = {},
+): Promise<DetectStream> {
+  const prepared = await prepare(source, opts);
+  const log = opts.log ?? (() => {});
+  const total = prepared.inputs.length;
+  async function* run(): AsyncGenerator<StreamedResult> {
+    for (let index = 0; index < total; index++) {
+      const input = prepared.inputs[index]!;
+      const { results, timing } = await prepared.model.predict(
+        [input as NativeImage],
+        prepared.predict,
+      );
+      const [result] = toResults(prepared, [input], results, log);
+      yield {
+        ...result!,
+        index,
+        total,
+        speed: { preprocess: timing.pre, inference: timing.inference, nms: timing.nms },
+      };
+    }
+  }
+  return { model: prepared.model, total, [Symbol.asyncIterator]: run };
 }
 
 /** Detects objects; resolves to one result per image, boxes in source pixels. */

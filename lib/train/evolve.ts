@@ -4,6 +4,7 @@
  * it in-process and appends its metrics and hyps to `evolve.csv`; `hyp_evolve.yaml` holds the
  * best row so far. A run folder continues where it stopped (`resumeEvolve`).
  */
+import { plotEvolve } from '../report/plots';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -563,6 +564,7 @@ async function runEvolution(input: EvolveOptions, run: EvolveRun): Promise<Evolv
     seed: saved.seed,
     noval: true,
     noweights: true,
+    noplots: true,
     project: path.join(dir, 'generations'),
     existOk: true,
   };
@@ -637,6 +639,8 @@ async function runEvolution(input: EvolveOptions, run: EvolveRun): Promise<Evolv
     );
   }
   const best = bestRow(rows);
+  if (rows.length > 0 && saved.train.noplots !== true)
+    await plotEvolve(csv, path.join(dir, 'evolve.png'), EVOLVE_RESULT_COLUMNS.length);
   if (best) {
     log(
       `Evolution ${status === 'completed' ? 'finished' : 'stopped'}: ${rows.length} generations in ${csv}; ` +

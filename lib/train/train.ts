@@ -28,6 +28,8 @@ import type {
 import { native, nativeCall } from '../native/addon';
 import { checkBoolean, checkImageSize, checkInteger } from '../options';
 import { makeRunDir } from '../report/runs';
+import { optionsFromSaved, toReferenceOpt } from '../report/opt';
+import { TrainReport } from '../report/run-plots';
 import { version } from '../native/runtime';
 import { loadSplit } from '../data/split';
 import { val, type ValResult } from '../val/val';
@@ -63,6 +65,8 @@ export interface TrainOptions {
    */
   noweights?: boolean;
   noautoanchor?: boolean;
+  /** No plots or mosaics in the run folder (TensorBoard scalars are still written). */
+  noplots?: boolean;
   /** Keep decoded, resized images in memory. */
   cache?: boolean;
   workers?: number;
@@ -298,7 +302,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
         },
       );
     }
-    const saved = ck.opt as unknown as TrainOptions;
+    const saved = optionsFromSaved(ck.opt) as TrainOptions;
     // The run continues with its own options and hyperparameters (only --epochs may change).
     opts = {
       ...saved,
@@ -436,7 +440,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
   fs.writeFileSync(path.join(saveDir, 'hyp.yaml'), yaml.dump(hyp));
   fs.writeFileSync(
     path.join(saveDir, 'opt.yaml'),
-    yaml.dump(JSON.parse(JSON.stringify(savedOpts))),
+    yaml.dump(toReferenceOpt(savedOpts, { hyp, saveDir })),
   );
   log(`Run folder: ${saveDir}`);
 
@@ -502,6 +506,12 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
   const tinfo = trainer.info();
   log(
     `Training ${epochs} epochs on ${tinfo.images} images, batch ${batch} (accumulate ${tinfo.accumulate}, weight decay ${tinfo.weightDecay.toPrecision(3)}), ${imgsz} px, ${model.device}, ${threads} threads, ${workers} loader workers`,
+  );
+  const report = await TrainReport.start(
+    { saveDir, names, plots: opts.noplots !== true, resumed: resumeFile !== undefined, log },
+    trainItems,
+    trainer,
+    batch,
   );
 
   // --- resume state ---------------------------------------------------------------------------
@@ -600,6 +610,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
           batch: batch * 2,
           singleCls,
           loss: lossHyp,
+          progress: (done, total) => run.emit('valBatch', { epoch, done, total }),
           log: () => {},
         });
         metrics = r.metrics;
@@ -652,7 +663,17 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
           .map((v) => (Number.isInteger(v) ? String(v) : v.toPrecision(5)))
           .join(',')}\n`,
       );
-
+      report.epoch(epoch, [
+        stats.lbox,
+        stats.lobj,
+        stats.lcls,
+        metrics.precision,
+        metrics.recall,
+        metrics.mAP50,
+        metrics.mAP50_95,
+        ...valLoss,
+        ...stats.lrs,
+      ]);
       run.emit('epoch', record);
       log(
         `${`${epoch}/${epochs - 1}`.padStart(10)}  box ${stats.lbox.toFixed(4)}  obj ${stats.lobj.toFixed(4)}  cls ${stats.lcls.toFixed(4)}  ` +
@@ -700,11 +721,20 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
     }
     if (fs.existsSync(bestPath)) {
       log(`Validating ${bestPath}...`);
-      finalVal = await val({ weights: bestPath, data, imgsz, batch: batch * 2, singleCls, log });
+      finalVal = await val({
+        weights: bestPath,
+        data,
+        imgsz,
+        batch: batch * 2,
+        singleCls,
+        log,
+        ...report.valPlots(),
+      });
     }
   } else if (!lastSaved && !fs.existsSync(lastPath)) {
     log('No epoch completed: nothing was saved');
   }
+  await report.finish(csv);
   log(`Results saved to ${saveDir}`);
   return {
     status,

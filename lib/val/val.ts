@@ -14,6 +14,7 @@ import { loadModel, singleOrMany } from '../model/load';
 import { native, type LossHyp } from '../native/addon';
 import { checkBoolean, checkImageSize, checkInteger, checkNumber } from '../options';
 import { makeRunDir } from '../report/runs';
+import { writeValPlots, type ValBatchPlot } from '../report/run-plots';
 import { loadSplit, rectBatches, type SplitItem } from '../data/split';
 
 export interface ValOptions {
@@ -47,6 +48,13 @@ export interface ValOptions {
   loss?: LossHyp;
   /** Test-time augmentation: scales 1, 0.83 (flipped), 0.67, merged before NMS. */
   augment?: boolean;
+  /**
+   * Curves, confusion matrix and val_batch mosaics: true (default when a run folder is made)
+   * writes them there, a string into that folder, false nowhere.
+   */
+  plots?: boolean | string;
+  /** Called after each batch (a progress bar). */
+  progress?: (done: number, total: number) => void;
   log?: (line: string) => void;
 }
 
@@ -181,7 +189,11 @@ export async function val(opts: ValOptions): Promise<ValResult> {
   const timing = { pre: 0, inference: 0, nms: 0, images: 0 };
   const lossSum = [0, 0, 0];
   let lossBatches = 0;
-  for (const b of rectBatches(items, batch, imgsz, stride)) {
+  const plotDir =
+    opts.plots === false ? undefined : typeof opts.plots === 'string' ? opts.plots : saveDir;
+  const plotBatches: ValBatchPlot[] = [];
+  const batches = rectBatches(items, batch, imgsz, stride);
+  for (const [bi, b] of batches.entries()) {
     const { results, timing: t } = await model.predict(
       b.indices.map((i) => items[i]!.file),
       {
@@ -209,6 +221,8 @@ export async function val(opts: ValOptions): Promise<ValResult> {
     timing.inference += t.inference;
     timing.nms += t.nms;
     timing.images += t.images;
+    if (plotDir && bi < 3) plotBatches.push(batchPlot(b.indices, items, results));
+    opts.progress?.(bi + 1, batches.length);
     b.indices.forEach((idx, k) => {
       const item = items[idx]!;
       const r = results[k]!;
@@ -274,6 +288,15 @@ export async function val(opts: ValOptions): Promise<ValResult> {
   );
   const table = lines.join('\n');
   for (const l of lines) log(l);
+  if (plotDir) {
+    await writeValPlots(plotDir, {
+      curves: m.curves,
+      classes: m.perClass.map((c) => ({ name: c.name, ap50: c.ap50 })),
+      confusion: confusion.toArray(),
+      names,
+      batches: plotBatches,
+    });
+  }
   const result: ValResult = {
     metrics: {
       precision: m.precision,
@@ -314,6 +337,18 @@ export async function val(opts: ValOptions): Promise<ValResult> {
     log(`Results saved to ${saveDir}`);
   }
   return result;
+}
+
+function batchPlot(
+  indices: number[],
+  items: SplitItem[],
+  results: { ok: boolean; detections: Float32Array; width: number; height: number }[],
+): ValBatchPlot {
+  return {
+    files: indices.map((i) => items[i]!.file),
+    labels: indices.map((i) => items[i]!.labels),
+    detections: results.map((r) => ({ rows: r.detections, width: r.width, height: r.height })),
+  };
 }
 
 function writeTxt(file: string, dets: Float32Array, item: SplitItem, withConf: boolean): void {
