@@ -37,6 +37,8 @@ export interface AxesOptions {
   ylim?: [number, number];
   /** Font size in pixels for tick labels (others scale from it). */
   fontPx?: number;
+  /** Category names at x = 0, 1, 2, … instead of numeric x ticks (bar charts). */
+  xtickLabels?: readonly string[];
   legend?: 'upper right' | 'lower left' | 'lower right' | 'upper left' | 'outside';
 }
 
@@ -109,9 +111,10 @@ export class Axes {
   get area(): Box {
     const f = this.opts.fontPx ?? 14;
     const left = f * (this.opts.ylabel ? 5.2 : 4);
-    const bottom = f * (this.opts.xlabel ? 3.6 : 2.2);
+    const longest = Math.max(0, ...(this.opts.xtickLabels ?? []).map((l) => l.length));
+    const bottom = f * (this.opts.xlabel ? 3.6 : 2.2) + longest * f * 0.45;
     const top = f * (this.opts.title ? 2.4 : 0.8);
-    const right = f * (this.opts.legend === 'outside' ? 14 : 1);
+    const right = this.opts.legend === 'outside' ? this.#legendWidth(f) + f * 1.4 : f;
     const b = this.box;
     return { x: b.x + left, y: b.y + top, w: b.w - left - right, h: b.h - top - bottom };
   }
@@ -159,7 +162,19 @@ export class Axes {
     ctx.strokeRect(a.x + 0.5, a.y + 0.5, a.w, a.h);
     ctx.fillStyle = '#000000';
     ctx.font = font(f);
-    const xt = niceTicks(xr[0], xr[1], Math.max(2, Math.floor(a.w / (f * 6))));
+    const cats = this.opts.xtickLabels;
+    const xt = cats ? [] : niceTicks(xr[0], xr[1], Math.max(2, Math.floor(a.w / (f * 6))));
+    if (cats) {
+      ctx.textAlign = 'right';
+      ctx.textBaseline = 'middle';
+      cats.forEach((name, i) => {
+        ctx.save();
+        ctx.translate(px(i), a.y + a.h + f * 0.6);
+        ctx.rotate(-Math.PI / 4);
+        ctx.fillText(name, 0, 0);
+        ctx.restore();
+      });
+    }
     const yt = niceTicks(yr[0], yr[1], Math.max(2, Math.floor(a.h / (f * 3))));
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
@@ -236,6 +251,13 @@ export class Axes {
       }
     }
     ctx.setLineDash([]);
+  }
+
+  #legendWidth(f: number): number {
+    const labels = this.#series.map((s) => s.style.label).filter((l) => l !== undefined);
+    if (labels.length === 0) return 0;
+    this.ctx.font = font(f * 0.95);
+    return Math.max(...labels.map((l) => this.ctx.measureText(l).width)) + f * 0.95 * 3.6;
   }
 
   #legend(a: Box, f: number): void {

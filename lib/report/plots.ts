@@ -200,7 +200,7 @@ export async function plotCurves(
   ] as const) {
     const smooth = boxSmooth(mean, 0.05);
     const top = argmax(smooth);
-    const label = `all classes ${smooth[top]!.toFixed(2)} at ${Number(px[top]).toFixed(3)}`;
+    const label = `all classes ${smooth[top]!.toFixed(2)} at ${Number(px[top]).toFixed(3)} (× conf ${Number(px[best]).toFixed(3)}: P, R read here)`;
     const out = path.join(dir, file);
     await curveFigure(
       out,
@@ -210,7 +210,7 @@ export async function plotCurves(
       smooth,
       label,
       {
-        title: `${ylabel}-Confidence Curve (× where P and R are read: conf ${Number(px[best]).toFixed(3)})`,
+        title: `${ylabel}-Confidence Curve`,
         xlabel: 'Confidence',
         ylabel,
       },
@@ -241,11 +241,11 @@ export async function plotConfusionMatrix(
   const colSum = Array.from({ length: n }, (_, j) => counts.reduce((s, r) => s + r[j]!, 0));
   const labels = [...names.slice(0, n - 1), 'background'];
   const f = n < 30 ? 16 : 10;
-  const cell = Math.max(16, Math.min(90, Math.floor(1500 / n)));
+  const cell = Math.max(16, Math.min(120, Math.floor(1500 / n)));
   const left = f * 12;
   const top = f * 4;
   const W = left + n * cell + f * 8;
-  const H = top + n * cell + f * 12;
+  const H = top + n * cell + f * 10;
   const canvas = newCanvas(W, H);
   const ctx = canvas.getContext('2d');
   ctx.textAlign = 'center';
@@ -290,7 +290,7 @@ function drawMatrixLabels(
   ctx.font = font(f * 1.2);
   ctx.textAlign = 'center';
   ctx.fillText('Confusion Matrix (normalised per true class)', left + (n * cell) / 2, top / 2);
-  ctx.fillText('True', left + (n * cell) / 2, top + n * cell + f * 10.5);
+  ctx.fillText('True', left + (n * cell) / 2, top + n * cell + f * 8.5);
   ctx.save();
   ctx.translate(f * 1.2, top + (n * cell) / 2);
   ctx.rotate(-Math.PI / 2);
@@ -375,16 +375,6 @@ export async function plotLabels(
     ctx.fillStyle = classColor(i);
     const hgt = (c / (Math.max(...counts, 1) * 1.1)) * a.h;
     ctx.fillRect(a.x + i * bw + bw * 0.1, a.y + a.h - hgt, bw * 0.8, hgt);
-    if (nc <= 30) {
-      ctx.save();
-      ctx.fillStyle = '#000000';
-      ctx.font = font(f * 0.9);
-      ctx.translate(a.x + (i + 0.5) * bw, a.y + a.h + f * 1.8);
-      ctx.rotate(-Math.PI / 2.5);
-      ctx.textAlign = 'right';
-      ctx.fillText(names[i]!, 0, 0);
-      ctx.restore();
-    }
   });
   // Up to 1000 boxes, centred, at their relative size.
   const boxes = new Axes(
