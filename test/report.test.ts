@@ -159,6 +159,11 @@ test("Python's %g for label rows", () => {
   assert.equal(formatG(1), '1');
   assert.equal(formatG(0.00001234), '1.234e-05');
   assert.equal(formatG(0.25496500730514526), '0.254965');
+  // Ties on the exact binary value go to even, as printf rounds (toPrecision would give 0.257813).
+  assert.equal(formatG(0.2578125), '0.257812');
+  assert.equal(formatG(0.2578135), '0.257813'); // just below the tie in binary (Python agrees)
+  assert.equal(formatG(9.9999996), '10');
+  assert.equal(formatG(-0.5), '-0.5');
 });
 
 test('progress in a pipe: a line at the end of a pass and at most every 10 s during it', () => {
