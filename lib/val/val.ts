@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { readDataConfig, type DataConfig } from '../config/data';
 import type { DeviceSpec } from '../native/device';
 import { Yolo5Error, show } from '../errors';
-import { ConfusionMatrix, DetectionStats } from './metrics';
+import { ConfusionMatrix, DetectionStats, type DetectionMetrics } from './metrics';
 import { predictorStride, type Ensemble, type Predictor } from '../model/ensemble';
 import { Model } from '../model/model';
 import { loadModel, singleOrMany } from '../model/load';
@@ -132,33 +132,7 @@ export async function val(opts: ValOptions): Promise<ValResult> {
       'The val loss is computed without test-time augmentation: pass loss or augment, not both',
     );
   }
-  const model: Predictor =
-    opts.model ??
-    (await loadModel({
-      ...(opts.weights !== undefined ? { weights: singleOrMany(opts.weights) } : {}),
-      ...(opts.cfg !== undefined ? { cfg: opts.cfg } : {}),
-      ...(opts.cfg !== undefined && opts.weights === undefined ? { nc: data.nc } : {}),
-      ...(opts.device !== undefined ? { device: opts.device } : {}),
-      log,
-    }));
-  const singleCls = checkBoolean('singleCls', opts.singleCls ?? false);
-  const nc = singleCls ? 1 : model.nc;
-  if (!singleCls && model.nc !== data.nc) {
-    throw new Yolo5Error(
-      'E_DATA',
-      `The model has ${model.nc} classes but ${data.file} has ${data.nc}: pass matching weights and data`,
-      {
-        file: data.file,
-      },
-    );
-  }
-  const names = singleCls ? ['item'] : model.names.length === nc ? model.names : data.names;
-  if (opts.loss && !(model instanceof Model) && model.models.length > 1) {
-    throw new Yolo5Error(
-      'E_ARG',
-      `The val loss is computed for one model but received an ensemble of ${model.models.length}`,
-    );
-  }
+  const { model, singleCls, nc, names } = await valModel(opts, data, log);
   const stride = predictorStride(model);
   const imgsz = checkImageSize('imgsz', opts.imgsz ?? 640, stride, log);
   const batch = checkInteger('batch', opts.batch ?? 32, 1);
@@ -180,12 +154,7 @@ export async function val(opts: ValOptions): Promise<ValResult> {
 
   const stats = new DetectionStats();
   const confusion = new ConfusionMatrix(nc);
-  const jsonDets: {
-    image_id: string | number;
-    category_id: number;
-    bbox: number[];
-    score: number;
-  }[] = [];
+  const jsonDets: ImageScoring['jsonDets'] = [];
   const timing = { pre: 0, inference: 0, nms: 0, images: 0 };
   const lossSum = [0, 0, 0];
   let lossBatches = 0;
@@ -226,66 +195,19 @@ export async function val(opts: ValOptions): Promise<ValResult> {
     b.indices.forEach((idx, k) => {
       const item = items[idx]!;
       const r = results[k]!;
-      if (!r.ok) {
-        log(`WARNING: ${item.file}: ${r.error}`);
-        return;
-      }
-      const dets = r.detections;
-      if (singleCls) for (let j = 5; j < dets.length; j += 6) dets[j] = 0;
-      const labels = item.labels.map(([c, cx, cy, w, h]) => [
-        c!,
-        (cx! - w! / 2) * item.width,
-        (cy! - h! / 2) * item.height,
-        (cx! + w! / 2) * item.width,
-        (cy! + h! / 2) * item.height,
-      ]);
-      stats.addImage(dets, labels);
-      confusion.processBatch(dets, labels);
-      if (saveDir && opts.saveTxt)
-        writeTxt(
-          path.join(saveDir, 'labels', `${path.parse(item.file).name}.txt`),
-          dets,
-          item,
-          opts.saveConf === true,
-        );
-      if (opts.saveJson) {
-        const stem = path.parse(item.file).name;
-        const id = /^\d+$/.test(stem) ? Number(stem) : stem;
-        for (let j = 0; j + 6 <= dets.length; j += 6) {
-          const [x1, y1, x2, y2, score, cls] = Array.from(dets.subarray(j, j + 6));
-          jsonDets.push({
-            image_id: id,
-            category_id: cls!,
-            bbox: [x1!, y1!, x2! - x1!, y2! - y1!].map((v) => Math.round(v * 1000) / 1000),
-            score: Math.round(score! * 1e5) / 1e5,
-          });
-        }
-      }
+      if (!r.ok) log(`WARNING: ${item.file}: ${r.error}`);
+      else scoreImage(item, r.detections, { stats, confusion, singleCls, saveDir, opts, jsonDets });
     });
   }
 
   const m = stats.compute(nc, names);
-  const lines = [
-    VAL_HEADER,
-    formatRow('all', m.seen, m.instances, m.precision, m.recall, m.mAP50, m.mAP50_95),
-  ];
-  if (m.instances === 0)
-    lines.push(
-      `WARNING: no labels found in the ${task} set, cannot compute metrics without labels`,
-    );
-  if (opts.verbose || (nc < 50 && nc > 1)) {
-    for (const c of m.perClass)
-      lines.push(formatRow(c.name, m.seen, c.instances, c.precision, c.recall, c.ap50, c.ap50_95));
-  }
   const n = Math.max(timing.images, 1);
   const speed = {
     preprocess: timing.pre / n,
     inference: timing.inference / n,
     nms: timing.nms / n,
   };
-  lines.push(
-    `Speed: ${speed.preprocess.toFixed(1)}ms pre-process, ${speed.inference.toFixed(1)}ms inference, ${speed.nms.toFixed(1)}ms NMS per image at shape (${batch}, 3, ${imgsz}, ${imgsz})`,
-  );
+  const lines = reportLines(m, nc, task, opts.verbose === true, speed, batch, imgsz);
   const table = lines.join('\n');
   for (const l of lines) log(l);
   if (plotDir) {
@@ -297,7 +219,142 @@ export async function val(opts: ValOptions): Promise<ValResult> {
       batches: plotBatches,
     });
   }
-  const result: ValResult = {
+  const result = valResult(
+    m,
+    confusion,
+    speed,
+    table,
+    lossBatches > 0 ? lossSum.map((v) => v / lossBatches) : undefined,
+  );
+  if (saveDir) {
+    result.saveDir = saveDir;
+    fs.writeFileSync(path.join(saveDir, 'results.txt'), `${table}\n`);
+    fs.writeFileSync(
+      path.join(saveDir, 'metrics.json'),
+      `${JSON.stringify({ ...result, table: undefined }, null, 2)}\n`,
+    );
+    if (opts.saveJson)
+      fs.writeFileSync(path.join(saveDir, 'predictions.json'), JSON.stringify(jsonDets));
+    log(`Results saved to ${saveDir}`);
+  }
+  return result;
+}
+
+/** The model to validate (given or loaded) and its classes, checked against the data set. */
+async function valModel(
+  opts: ValOptions,
+  data: DataConfig,
+  log: (line: string) => void,
+): Promise<{ model: Predictor; singleCls: boolean; nc: number; names: readonly string[] }> {
+  const model: Predictor =
+    opts.model ??
+    (await loadModel({
+      ...(opts.weights !== undefined ? { weights: singleOrMany(opts.weights) } : {}),
+      ...(opts.cfg !== undefined ? { cfg: opts.cfg } : {}),
+      ...(opts.cfg !== undefined && opts.weights === undefined ? { nc: data.nc } : {}),
+      ...(opts.device !== undefined ? { device: opts.device } : {}),
+      log,
+    }));
+  const singleCls = checkBoolean('singleCls', opts.singleCls ?? false);
+  const nc = singleCls ? 1 : model.nc;
+  if (!singleCls && model.nc !== data.nc) {
+    throw new Yolo5Error(
+      'E_DATA',
+      `The model has ${model.nc} classes but ${data.file} has ${data.nc}: pass matching weights and data`,
+      {
+        file: data.file,
+      },
+    );
+  }
+  const names = singleCls ? ['item'] : model.names.length === nc ? model.names : data.names;
+  if (opts.loss && !(model instanceof Model) && model.models.length > 1) {
+    throw new Yolo5Error(
+      'E_ARG',
+      `The val loss is computed for one model but received an ensemble of ${model.models.length}`,
+    );
+  }
+  return { model, singleCls, nc, names };
+}
+
+type ImageScoring = {
+  stats: DetectionStats;
+  confusion: ConfusionMatrix;
+  singleCls: boolean;
+  saveDir: string | undefined;
+  opts: ValOptions;
+  jsonDets: { image_id: string | number; category_id: number; bbox: number[]; score: number }[];
+};
+
+/** Matches one image's detections to its labels; writes its txt rows and JSON entries. */
+function scoreImage(item: SplitItem, dets: Float32Array, c: ImageScoring): void {
+  if (c.singleCls) for (let j = 5; j < dets.length; j += 6) dets[j] = 0;
+  const labels = item.labels.map(([cls, cx, cy, w, h]) => [
+    cls!,
+    (cx! - w! / 2) * item.width,
+    (cy! - h! / 2) * item.height,
+    (cx! + w! / 2) * item.width,
+    (cy! + h! / 2) * item.height,
+  ]);
+  c.stats.addImage(dets, labels);
+  c.confusion.processBatch(dets, labels);
+  if (c.saveDir && c.opts.saveTxt)
+    writeTxt(
+      path.join(c.saveDir, 'labels', `${path.parse(item.file).name}.txt`),
+      dets,
+      item,
+      c.opts.saveConf === true,
+    );
+  if (c.opts.saveJson) {
+    const stem = path.parse(item.file).name;
+    const id = /^\d+$/.test(stem) ? Number(stem) : stem;
+    for (let j = 0; j + 6 <= dets.length; j += 6) {
+      const [x1, y1, x2, y2, score, cls] = Array.from(dets.subarray(j, j + 6));
+      c.jsonDets.push({
+        image_id: id,
+        category_id: cls!,
+        bbox: [x1!, y1!, x2! - x1!, y2! - y1!].map((v) => Math.round(v * 1000) / 1000),
+        score: Math.round(score! * 1e5) / 1e5,
+      });
+    }
+  }
+}
+
+/** The reference's table: header, all, per-class rows (2–49 classes or verbose), speed. */
+function reportLines(
+  m: DetectionMetrics,
+  nc: number,
+  task: string,
+  verbose: boolean,
+  speed: ValResult['speed'],
+  batch: number,
+  imgsz: number,
+): string[] {
+  const lines = [
+    VAL_HEADER,
+    formatRow('all', m.seen, m.instances, m.precision, m.recall, m.mAP50, m.mAP50_95),
+  ];
+  if (m.instances === 0)
+    lines.push(
+      `WARNING: no labels found in the ${task} set, cannot compute metrics without labels`,
+    );
+  if (verbose || (nc < 50 && nc > 1)) {
+    for (const c of m.perClass)
+      lines.push(formatRow(c.name, m.seen, c.instances, c.precision, c.recall, c.ap50, c.ap50_95));
+  }
+  lines.push(
+    `Speed: ${speed.preprocess.toFixed(1)}ms pre-process, ${speed.inference.toFixed(1)}ms inference, ${speed.nms.toFixed(1)}ms NMS per image at shape (${batch}, 3, ${imgsz}, ${imgsz})`,
+  );
+  return lines;
+}
+
+function valResult(
+  m: DetectionMetrics,
+  confusion: ConfusionMatrix,
+  speed: ValResult['speed'],
+  table: string,
+  loss: number[] | undefined,
+): ValResult {
+  return {
     metrics: {
       precision: m.precision,
       recall: m.recall,
@@ -321,22 +378,8 @@ export async function val(opts: ValOptions): Promise<ValResult> {
     instances: m.instances,
     maps: m.maps,
     table,
-    ...(lossBatches > 0
-      ? { loss: lossSum.map((v) => v / lossBatches) as [number, number, number] }
-      : {}),
+    ...(loss ? { loss: loss as [number, number, number] } : {}),
   };
-  if (saveDir) {
-    result.saveDir = saveDir;
-    fs.writeFileSync(path.join(saveDir, 'results.txt'), `${table}\n`);
-    fs.writeFileSync(
-      path.join(saveDir, 'metrics.json'),
-      `${JSON.stringify({ ...result, table: undefined }, null, 2)}\n`,
-    );
-    if (opts.saveJson)
-      fs.writeFileSync(path.join(saveDir, 'predictions.json'), JSON.stringify(jsonDets));
-    log(`Results saved to ${saveDir}`);
-  }
-  return result;
 }
 
 function batchPlot(
