@@ -226,8 +226,8 @@ export interface DetectStream extends AsyncIterable<StreamedResult> {
 }
 
 /**
- * Detects images one after another, yielding each result as soon as it is ready: nothing is kept
- * per image once yielded, so a folder of any size runs in constant memory. The boxes equal
+ * Detects images one after another (the next one already running), yielding each result as soon
+ * as it is ready: at most two images are held, so a folder of any size runs in constant memory. The boxes equal
  * `detectImages`' (each image is letterboxed and predicted alone in both).
  */
 export async function detectStream(
@@ -237,14 +237,18 @@ export async function detectStream(
   const prepared = await prepare(source, opts);
   const log = opts.log ?? (() => {});
   const total = prepared.inputs.length;
+  const predictOne = (index: number) => {
+    const p = prepared.model.predict([prepared.inputs[index] as NativeImage], prepared.predict);
+    p.catch(() => {}); // awaited below; a stream left early must not leave a rejection unhandled
+    return p;
+  };
   async function* run(): AsyncGenerator<StreamedResult> {
+    // One image ahead: the next image decodes while this one is handed out.
+    let pending = total > 0 ? predictOne(0) : undefined;
     for (let index = 0; index < total; index++) {
-      const input = prepared.inputs[index]!;
-      const { results, timing } = await prepared.model.predict(
-        [input as NativeImage],
-        prepared.predict,
-      );
-      const [result] = toResults(prepared, [input], results, log);
+      const { results, timing } = await pending!;
+      pending = index + 1 < total ? predictOne(index + 1) : undefined;
+      const [result] = toResults(prepared, [prepared.inputs[index]!], results, log);
       yield {
         ...result!,
         index,
