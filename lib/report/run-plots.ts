@@ -168,7 +168,9 @@ export class TrainReport {
       if (this.opts.plots && fs.existsSync(csv)) {
         const out = path.join(this.opts.saveDir, 'results.png');
         await this.#timed(() => plotResults(csv, out));
-        this.opts.log(`Plots: ${this.#seconds.toFixed(1)}s for the run folder's images`);
+        this.opts.log(
+          `Plots: ${this.#seconds.toFixed(1)}s for labels, train batches and results.png`,
+        );
       }
     } finally {
       this.#events.close();
