@@ -3,7 +3,7 @@
  * values are those of onnx.proto (IR version 7/8); tensors are stored as little-endian raw_data.
  */
 import * as os from 'node:os';
-import { ProtoWriter } from './protobuf';
+import { ProtoWriter } from '../report/protobuf';
 
 /** TensorProto.DataType values used here. */
 export const FLOAT = 1;

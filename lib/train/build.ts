@@ -22,6 +22,8 @@ import {
 import { makeDirs } from '../native/paths';
 import { TRAIN_DEFAULTS, checkImageSize } from '../options';
 import { writeTextAtomic } from '../report/files';
+import { toReferenceOpt } from '../report/opt';
+import { TrainReport } from '../report/run-plots';
 import { makeRunDir } from '../report/runs';
 import { checkAnchors } from './autoanchor';
 import { imageWeights } from './image-weights';
@@ -48,8 +50,10 @@ export interface Training {
   lastPath: string;
   bestPath: string;
   csv: string;
-  /** opt.yaml's content (and each checkpoint's `opt`). */
+  /** Each checkpoint's `opt` (camelCase TrainOptions; opt.yaml holds them with the reference's keys). */
   savedOpt: Record<string, unknown>;
+  /** Plots, mosaics and TensorBoard scalars of the run folder. */
+  report: TrainReport;
 }
 
 type Log = (line: string) => void;
@@ -177,7 +181,10 @@ function runFolder(
   }
   // A resumed run keeps its opt.yaml unless its options changed (a new epoch total).
   if (!point || point.saved.epochs !== opts.epochs)
-    writeTextAtomic(path.join(saveDir, 'opt.yaml'), yaml.dump(savedOpt));
+    writeTextAtomic(
+      path.join(saveDir, 'opt.yaml'),
+      yaml.dump(toReferenceOpt(savedOpt, { hyp, saveDir })),
+    );
   log(`Run folder: ${saveDir}`);
   return saveDir;
 }
@@ -304,6 +311,12 @@ export async function buildTraining(
     bestPath: path.join(saveDir, 'weights', 'best.pt'),
     csv: path.join(saveDir, 'results.csv'),
     savedOpt,
+    report: await TrainReport.start(
+      { saveDir, names, plots: !opts.noplots, resumed: point !== undefined, log },
+      trainItems,
+      trainer,
+      opts.batch,
+    ),
   };
   if (point) await restoreTrainer(t, point);
   const ti = trainer.info();

@@ -82,20 +82,28 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
   const t = await buildTraining(opts, point, log);
   if (signal?.aborted) {
     // Nothing trained: free the native models now rather than at the next garbage collection.
+    t.report.close();
     t.model.dispose();
     t.ema.dispose();
     throw abortedBeforeStart();
   }
   const ck = point?.checkpoint;
-  const loop = await runEpochs(t, {
-    run,
-    signal,
-    log,
-    startEpoch: point?.startEpoch ?? 0,
-    state: point?.state ?? emptyTrainState(),
-    bestFitness: typeof ck?.bestFitness === 'number' ? ck.bestFitness : -Infinity,
-  });
-  const finalVal = await finishTraining(t, loop.status, log);
+  let loop: Awaited<ReturnType<typeof runEpochs>>;
+  let finalVal: Awaited<ReturnType<typeof finishTraining>>;
+  try {
+    loop = await runEpochs(t, {
+      run,
+      signal,
+      log,
+      startEpoch: point?.startEpoch ?? 0,
+      state: point?.state ?? emptyTrainState(),
+      bestFitness: typeof ck?.bestFitness === 'number' ? ck.bestFitness : -Infinity,
+    });
+    finalVal = await finishTraining(t, loop.status, log);
+  } catch (e) {
+    t.report.close();
+    throw e;
+  }
   return {
     status: loop.status,
     saveDir: t.saveDir,
