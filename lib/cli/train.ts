@@ -56,14 +56,17 @@ function memGB(): string {
 export function trainCommand(): Command {
   return new Command('train')
     .description(
-      'train (or fine-tune with frozen layers); without --data on the built-in synthetic set',
+      'train (or fine-tune with frozen layers); without --data: fine-tune the bundled model on the built-in shapes set',
     )
-    .option('--data <yaml>', 'data set yaml (default: the built-in synthetic shapes set)')
+    .option('--data <yaml>', 'data set yaml (default: the built-in target set shapes-b)')
     .option(
       '--cfg <yaml>',
-      'model yaml or bundled name (default yolov5s; yolov5n on the built-in data)',
+      'model yaml or bundled name (default yolov5s; yolov5n from scratch on the built-in data)',
     )
-    .option('--weights <file>', 'initial weights (.pt from Python YOLOv5, a state dict, or ours)')
+    .option(
+      '--weights <file>',
+      "initial weights (.pt from Python YOLOv5, a state dict, or ours; '' for none; default without --data and --cfg: the bundled models/yolov5n-shapes.pt)",
+    )
     .option('--hyp <yaml>', 'hyperparameters (default models/hyps/hyp.scratch-low.yaml)')
     .option('--epochs <n>', 'epochs', parseInteger('--epochs', 1), 100)
     .option('--batch-size, --batch <n>', 'batch size', parseInteger('--batch-size', 1), 16)

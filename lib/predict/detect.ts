@@ -101,6 +101,8 @@ export async function detectImages(
   opts: DetectOptions = {},
 ): Promise<DetectOutput> {
   const log = opts.log ?? (() => {});
+  // Sources first: a bad one (a missing file, a webcam, a video) is reported before the model loads.
+  const inputs = resolveInputs(source);
   const model: Predictor =
     opts.model ??
     (await loadModel({
@@ -119,7 +121,6 @@ export async function detectImages(
   const multiLabel = checkBoolean('multiLabel', opts.multiLabel ?? false);
   const classes =
     opts.classes !== undefined ? checkClasses('classes', opts.classes, model.nc) : undefined;
-  const inputs = resolveInputs(source);
   for (const input of inputs) {
     if (
       isRaw(input) &&

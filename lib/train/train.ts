@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * `train`: transfer learning with frozen layers. TypeScript decides what to do (data, model,
  * freezing, checkpoints, logs); each epoch runs natively (loader → forward → loss → backward →
@@ -11,7 +12,7 @@ import * as yaml from 'js-yaml';
 import { loadCheckpoint, type HostTensor, type Picklable } from '../checkpoint';
 import { writeCheckpointAsync } from '../checkpoint/worker';
 import { readDataConfig, type DataConfig } from '../config/data';
-import { Yolo5Error, show } from '../errors';
+import { Yolo5Error, notDownloadedHint, show } from '../errors';
 import type { DeviceSpec } from '../native/device';
 import type { FreezeSpec } from '../model/freeze';
 import { readHyp, type Hyp } from '../config/hyp';
@@ -30,6 +31,8 @@ import { checkBoolean, checkImageSize, checkInteger } from '../options';
 import { makeRunDir } from '../report/runs';
 import { version } from '../native/runtime';
 import { loadSplit } from '../data/split';
+import { defaultJob } from '../data/builtin';
+import { ensureSyntheticDataset } from '../data/synthetic';
 import { val, type ValResult } from '../val/val';
 import { checkAnchors } from './autoanchor';
 import { toNativeData } from '../model/weights';
@@ -309,6 +312,11 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
     log(`Resuming training from ${resumeFile} (epoch ${ck.epoch + 1})`);
   }
 
+  // The default job (lib/data/builtin.ts): no --data fine-tunes the bundled model on SHAPES_B.
+  const job = defaultJob(opts);
+  if (job.note !== undefined && !resumeFile) log(job.note);
+  opts = { ...opts, weights: job.weights, cfg: job.cfg, imgsz: job.imgsz };
+
   const threads = opts.threads ?? os.availableParallelism();
   checkInteger('threads', threads, 1);
   native().setThreads(threads);
@@ -338,9 +346,13 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
     );
   }
   if (opts.weights !== undefined && !fs.existsSync(opts.weights)) {
-    throw new Yolo5Error('E_FILE', `Weights file ${opts.weights} not found`, {
-      file: opts.weights,
-    });
+    throw new Yolo5Error(
+      'E_FILE',
+      `Weights file ${opts.weights} not found. ${notDownloadedHint('weights')}`,
+      {
+        file: opts.weights,
+      },
+    );
   }
   const hyp = readHyp(opts.hyp, log);
   // The hyp key `anchors` rebuilds the head with that many anchors per level, left to autoanchor.
@@ -354,18 +366,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
   }
 
   // --- data -----------------------------------------------------------------------------------
-  // The generator loads only when the built-in data set is used.
-  const dataFile =
-    opts.data ??
-    (await (await import('../data/synthetic')).ensureSyntheticDataset(undefined, undefined, log));
-  if (opts.data === undefined && !resumeFile) {
-    // The built-in set is 256 px shapes: a small model at its native size makes a quick CPU demo.
-    if (opts.cfg === undefined && opts.weights === undefined) opts.cfg = 'yolov5n.yaml';
-    opts.imgsz ??= 256;
-    log(
-      `Using the built-in synthetic data set ${dataFile} (${opts.cfg ?? opts.weights}, ${opts.imgsz} px)`,
-    );
-  }
+  const dataFile = job.data ?? (await ensureSyntheticDataset(job.dataset, undefined, log));
   const data: DataConfig = readDataConfig(dataFile);
   if (!data.train)
     throw new Yolo5Error('E_DATA', `${data.file}: missing train`, { file: data.file });
