@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * A minimal protocol-buffers writer: varints, fixed32 floats and length-delimited fields — all the
  * ONNX file format needs. Messages are built bottom-up as lists of byte chunks, so large weight
