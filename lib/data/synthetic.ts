@@ -713,6 +713,13 @@ function checkSpec(spec: SyntheticSpec): SyntheticShape[] {
   return spec.classes as SyntheticShape[];
 }
 
+/** Image `index`'s own random stream: images do not depend on each other. */
+function imageRng(spec: SyntheticSpec, split: 'train' | 'val', index: number): Rng {
+  const style = { a: 1, b: 2, mix: 3 }[spec.style];
+  const seed = [spec.seed >>> 0, Math.floor(spec.seed / 4294967296) >>> 0];
+  return new Rng(hash32([...seed, style, split === 'train' ? 1 : 2, index]));
+}
+
 /** Renders image `index` of a split: the same spec, split and index always give the same bytes. */
 export function renderSyntheticImage(
   spec: SyntheticSpec,
@@ -722,15 +729,7 @@ export function renderSyntheticImage(
   const shapes = checkSpec(spec);
   if (spec.style === 'mix') return renderMixImage(spec, shapes, split, index);
   const { size, style } = spec;
-  const rng = new Rng(
-    hash32([
-      spec.seed >>> 0,
-      Math.floor(spec.seed / 4294967296) >>> 0,
-      style === 'a' ? 1 : 2,
-      split === 'train' ? 1 : 2,
-      index,
-    ]),
-  );
+  const rng = imageRng(spec, split, index);
   const rgb = new Uint8ClampedArray(size * size * 3);
   renderBackground(rng, style, size, rgb);
   // Which object (1-based) each pixel shows, 0 for background: labels come from it.
@@ -1154,15 +1153,7 @@ function renderMixImage(
   index: number,
 ): SyntheticImage {
   const { size } = spec;
-  const rng = new Rng(
-    hash32([
-      spec.seed >>> 0,
-      Math.floor(spec.seed / 4294967296) >>> 0,
-      3,
-      split === 'train' ? 1 : 2,
-      index,
-    ]),
-  );
+  const rng = imageRng(spec, split, index);
   const rgb = new Uint8ClampedArray(size * size * 3);
   const look = mixBackground(rng, size, rgb);
   const owner = new Uint8Array(size * size);
