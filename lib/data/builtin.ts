@@ -37,11 +37,15 @@ export interface Job {
 }
 
 /**
- * The job from what was given: with --data only `--weights ''` changes (to no weights); without
- * it the data is SHAPES_B at its 256 px, and without --weights and --cfg the weights are the
- * bundled model (else a yolov5n from scratch, so --cfg alone still trains from scratch).
+ * The job from what was given (`bundled`: the bundled model's path, null where it is missing):
+ * with --data only `--weights ''` changes (to no weights); without it the data is SHAPES_B at
+ * its 256 px, and without --weights and --cfg the weights are the bundled model (else a yolov5n
+ * from scratch, so --cfg alone still trains from scratch).
  */
-export function defaultJob(input: JobInput, bundled: string | undefined = bundledModelPath()): Job {
+export function defaultJob(
+  input: JobInput,
+  bundled: string | null = bundledModelPath() ?? null,
+): Job {
   const weights = input.weights === '' ? undefined : input.weights;
   const given = {
     ...(weights !== undefined ? { weights } : {}),
@@ -52,7 +56,7 @@ export function defaultJob(input: JobInput, bundled: string | undefined = bundle
   const job: Job = { dataset: SHAPES_B, imgsz: SHAPES_B.size, ...given };
   const set = `the built-in target set ${SHAPES_B.name} (${SHAPES_B.classes.join(', ')})`;
   if (weights !== undefined) return { ...job, note: `Fine-tuning ${weights} on ${set}` };
-  if (input.weights === undefined && input.cfg === undefined && bundled !== undefined) {
+  if (input.weights === undefined && input.cfg === undefined && bundled !== null) {
     return {
       ...job,
       weights: bundled,
