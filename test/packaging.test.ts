@@ -57,7 +57,7 @@ describe('install help', () => {
     );
     const setup = fs.readFileSync(path.join(root, 'scripts', 'setup.sh'), 'utf8');
     for (const p of BUILD_PACKAGES.split(' '))
-      assert.match(setup, new RegExp(`need_pkg ${p.replace(/\+/g, '\\+')}\\b`), p);
+      assert.match(setup, new RegExp(`need_pkg ${p.replace(/\+/g, '\\+')}(\\s|$)`, 'm'), p);
     const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
     assert.ok(readme.includes(BUILD_PACKAGES), 'README');
   });
