@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * yolo5 — YOLOv5 (v7.0) training, validation and detection for Node.js on LibTorch.
  */

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * Checkpoints: reads Python YOLOv5 checkpoints, plain state dicts and our own format without running
  * any code from the file, and writes checkpoints Python's `torch.load(weights_only=True)` opens.

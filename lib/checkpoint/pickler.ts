@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * A pickle writer (protocol 2) for plain data: None, bools, ints, floats, strings, lists, tuples,
  * dicts, OrderedDicts and tensors (as `torch._utils._rebuild_tensor_v2` over persistent storages),

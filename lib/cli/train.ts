@@ -68,12 +68,15 @@ const def = (v: unknown) => `(default ${String(v)})`;
 /** The flags of training proper (data, model, schedule, augmentation, saving). */
 function addTrainingFlags(c: Command): Command {
   return c
-    .option('--data <yaml>', 'data set yaml (default: the built-in synthetic shapes set)')
+    .option('--data <yaml>', 'data set yaml (default: the built-in target set shapes-b)')
     .option(
       '--cfg <yaml>',
-      `model yaml or bundled name (default ${D.cfg}; ${D.builtin.cfg} on the built-in data)`,
+      `model yaml or bundled name (default ${D.cfg}; ${D.builtin.cfg} from scratch on the built-in data)`,
     )
-    .option('--weights <file>', 'initial weights (.pt from Python YOLOv5, a state dict, or ours)')
+    .option(
+      '--weights <file>',
+      "initial weights (.pt from Python YOLOv5, a state dict, or ours; '' for none; default without --data and --cfg: the bundled models/yolov5n-shapes.pt)",
+    )
     .option('--hyp <yaml>', 'hyperparameters (default models/hyps/hyp.scratch-low.yaml)')
     .option(
       '--epochs <n>',
@@ -301,7 +304,7 @@ async function runTrainCommand(o: TrainCliOptions): Promise<number> {
 
 export function trainCommand(): Command {
   const c = new Command('train').description(
-    'train (or fine-tune with frozen layers); without --data on the built-in synthetic set',
+    'train (or fine-tune with frozen layers); without --data: fine-tune the bundled model on the built-in shapes set',
   );
   return addRunFlags(addTrainingFlags(c)).action(async (o: TrainCliOptions) => {
     process.exitCode = await runTrainCommand(o);

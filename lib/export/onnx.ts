@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * An ONNX graph under construction and its serialisation as a ModelProto. Field numbers and enum
  * values are those of onnx.proto (IR version 7/8); tensors are stored as little-endian raw_data.

@@ -107,6 +107,8 @@ async function prepare(
   opts: DetectOptions,
 ): Promise<Prepared> {
   const log = opts.log ?? (() => {});
+  // Sources first: a bad one (a missing file, a webcam, a video) is reported before the model loads.
+  const inputs = resolveInputs(source);
   const model: Predictor =
     opts.model ??
     (await loadModel({
@@ -127,7 +129,6 @@ async function prepare(
   const multiLabel = checkBoolean('multiLabel', opts.multiLabel ?? false);
   const classes =
     opts.classes !== undefined ? checkClasses('classes', opts.classes, model.nc) : undefined;
-  const inputs = resolveInputs(source);
   for (const input of inputs) {
     if (
       isRaw(input) &&

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * A minimal protocol-buffers writer: varints, fixed32 floats, fixed64 doubles and length-delimited
  * fields — all the ONNX and TensorBoard event formats need — and a reader for the same wire types. Messages are built bottom-up as lists of byte chunks, so large weight

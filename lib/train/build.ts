@@ -9,7 +9,8 @@ import { readDataConfig, type DataConfig } from '../config/data';
 import { HYP_KEYS, readHyp, type Hyp } from '../config/hyp';
 import type { ModelConfig } from '../config/model';
 import { loadSplit, type SplitItem } from '../data/split';
-import { Yolo5Error } from '../errors';
+import { BUILTIN_TARGET } from '../data/builtin';
+import { Yolo5Error, notDownloadedHint } from '../errors';
 import { loadModel } from '../model/load';
 import type { Model, ModelInfo } from '../model/model';
 import { toNativeData } from '../model/weights';
@@ -65,7 +66,9 @@ async function loadData(
   // The generator loads only when the built-in data set is used.
   const file =
     opts.data ??
-    (await (await import('../data/synthetic')).ensureSyntheticDataset(undefined, undefined, log));
+    (await (
+      await import('../data/synthetic')
+    ).ensureSyntheticDataset(BUILTIN_TARGET, undefined, log));
   if (opts.data === undefined) {
     log(
       `Using the built-in synthetic data set ${file} (${opts.cfg ?? opts.weights}, ${opts.imgsz} px)`,
@@ -137,9 +140,13 @@ async function buildModel(
 ): Promise<Model> {
   if (point) return resumedModel(point, opts, nc, names, log);
   if (opts.weights !== undefined && !fs.existsSync(opts.weights)) {
-    throw new Yolo5Error('E_FILE', `Weights file ${opts.weights} not found`, {
-      file: opts.weights,
-    });
+    throw new Yolo5Error(
+      'E_FILE',
+      `Weights file ${opts.weights} not found. ${notDownloadedHint('weights')}`,
+      {
+        file: opts.weights,
+      },
+    );
   }
   return loadModel({
     ...(opts.weights !== undefined ? { weights: opts.weights } : {}),

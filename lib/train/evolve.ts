@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * Hyperparameter evolution (`yolo5 train --evolve`): a genetic search over the hyp keys. Each
  * generation picks a parent among the best earlier results, mutates it, trains a short run with
