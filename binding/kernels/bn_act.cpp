@@ -403,7 +403,9 @@ class BnActFunction : public torch::autograd::Function<BnActFunction> {
     ctx->saved_data["invstd"] = from_floats(st.invstd);
     ctx->saved_data["act"] = act;
     ctx->saved_data["count"] = st.count;
-    ctx->saved_data["synced"] = sync != nullptr;
+    // The backward may run on another thread (CUDA's autograd threads): it takes the reducer from
+    // here (the trainer that installed it outlives the graph).
+    ctx->saved_data["sync"] = reinterpret_cast<int64_t>(sync);
     return z;
   }
 
@@ -442,11 +444,8 @@ class BnActFunction : public torch::autograd::Function<BnActFunction> {
       g_gamma[c] = static_cast<float>(sgx[c] * st.invstd[c]);
     }
     // The input gradient needs the sums over every rank's batch, as its statistics did.
-    if (ctx->saved_data["synced"].toBool() && ctx->needs_input_grad(0)) {
-      TORCH_CHECK(current_sync != nullptr,
-                  "--sync-bn: the backward pass ran without the process group its forward used");
-      sum_over_ranks(current_sync, sg, sgx, 0);
-    }
+    auto* sync = reinterpret_cast<ChannelSumsReducer*>(ctx->saved_data["sync"].toInt());
+    if (sync && ctx->needs_input_grad(0)) sum_over_ranks(sync, sg, sgx, 0);
     for (int64_t c = 0; c < L.C; ++c) {
       const double inv = st.invstd[c];
       k1[c] = static_cast<float>(-a[c] * inv * inv * sgx[c] / M);
@@ -532,6 +531,7 @@ class SyncBnFunction : public torch::autograd::Function<SyncBnFunction> {
     auto st = synced_stats(x, running_mean, running_var, momentum, eps);
     ctx->save_for_backward({x, weight, st.mean, st.invstd});
     ctx->saved_data["count"] = st.count;
+    ctx->saved_data["sync"] = reinterpret_cast<int64_t>(current_sync);  // as in BnActFunction
     return normalize(x, st, weight, bias);
   }
 
@@ -546,10 +546,9 @@ class SyncBnFunction : public torch::autograd::Function<SyncBnFunction> {
     torch::Tensor gx;
     if (ctx->needs_input_grad(0)) {
       // The input gradient needs the sums over every rank's batch; the weight's stays local.
-      TORCH_CHECK(current_sync != nullptr,
-                  "--sync-bn: the backward pass ran without the process group its forward used");
+      auto* sync = reinterpret_cast<ChannelSumsReducer*>(ctx->saved_data["sync"].toInt());
       auto sg = to_doubles(sg_t), sgx = to_doubles(sgx_t);
-      sum_over_ranks(current_sync, sg, sgx, 0);
+      sum_over_ranks(sync, sg, sgx, 0);
       const double M = ctx->saved_data["count"].toDouble();
       auto k0 = channels(sg, x) / M, k1 = channels(sgx, x) / M;
       gx = w.view({1, -1, 1, 1}) * inv * (gy - k0 - xm * inv * inv * k1);

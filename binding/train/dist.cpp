@@ -15,10 +15,10 @@
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
 #endif
+#include <c10/util/Logging.h>
+
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/csrc/distributed/c10d/comm.hpp>
-#include <torch/csrc/distributed/c10d/reducer.hpp>
 #if YOLO5_HAVE_NCCL
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL 1
@@ -137,7 +137,18 @@ c10::intrusive_ptr<c10d::ProcessGroup> make_group(const DistOptions& o,
 bool dist_available() { return true; }
 bool nccl_available() { return YOLO5_HAVE_NCCL != 0; }
 
+// c10d and Gloo log their socket troubles to stderr as they happen; each failure reaches the
+// user once, as the one-line DistError that carries the same words.
+static void quiet_c10d_logging() {
+#ifdef C10_USE_GLOG
+  FLAGS_minloglevel = 3;
+#else
+  FLAGS_caffe2_log_level = 3;
+#endif
+}
+
 std::shared_ptr<DistGroup> DistGroup::join(const DistOptions& o) {
+  quiet_c10d_logging();
   auto impl = std::make_unique<Impl>();
   impl->opts = o;
   if (o.backend == "nccl") impl->device = torch::Device(torch::kCUDA, o.local_rank);
@@ -245,99 +256,138 @@ void DistGroup::barrier() {
 }
 
 // --- Gradients ------------------------------------------------------------------------------
+//
+// c10d's Reducer does this in PyTorch, but its header needs torch/csrc/distributed/autograd/,
+// which Debian's libtorch-dev does not ship; the same scheme in a few lines: each trainable
+// parameter's gradient hook copies the gradient (÷ world size) into its bucket and hands autograd
+// zeros instead; a bucket whose every gradient arrived is all-reduced at once, on Gloo's threads,
+// while backward goes on; after backward every bucket is waited for and added into `.grad`.
 
 namespace {
 
 // DDP's bucket sizes: a small first bucket (its all-reduce starts early in backward), then 25 MB.
-constexpr size_t kFirstBucketBytes = 1024 * 1024;
-constexpr size_t kBucketBytes = 25 * 1024 * 1024;
+constexpr int64_t kFirstBucketBytes = 1024 * 1024;
+constexpr int64_t kBucketBytes = 25 * 1024 * 1024;
 
-struct Counter {
-  std::atomic<int64_t> bytes{0}, buckets{0};
-};
-
-// The average over ranks (divide, then sum), counting what goes out.
-class CountingAllReduce : public c10d::CommHookInterface {
- public:
-  CountingAllReduce(c10::intrusive_ptr<c10d::ProcessGroup> pg, std::shared_ptr<Counter> counter)
-      : pg_(std::move(pg)), counter_(std::move(counter)) {}
-
-  c10::intrusive_ptr<c10::ivalue::Future> runHook(c10d::GradBucket& bucket) override {
-    auto& buffer = bucket.getBufferRef();
-    buffer.div_(pg_->getSize());
-    counter_->bytes += buffer.numel() * static_cast<int64_t>(buffer.element_size());
-    counter_->buckets += 1;
-    std::vector<at::Tensor> tensors{buffer};
-    return pg_->allreduce(tensors)->getFuture();
-  }
-
-  at::Tensor parseHookResult(const c10::IValue& result) override {
-    return result.isTensor() ? result.toTensor() : result.toTensorVector()[0];
-  }
-
- private:
-  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
-  std::shared_ptr<Counter> counter_;
+struct Bucket {
+  std::vector<size_t> params;  // indices into Impl::params, in the order gradients arrive
+  std::vector<int64_t> offsets;
+  torch::Tensor buffer;  // flat, the parameters' dtype and device
+  size_t pending = 0;    // gradients still to arrive this backward
+  c10::intrusive_ptr<c10d::Work> work;
 };
 
 }  // namespace
 
 struct GradientSync::Impl {
   std::shared_ptr<DistGroup> group;
-  std::unique_ptr<c10d::Reducer> reducer;
-  std::shared_ptr<Counter> counter = std::make_shared<Counter>();
+  std::vector<torch::Tensor> params;
+  std::vector<unsigned> hooks;
+  std::vector<std::pair<size_t, int64_t>> slot;  // parameter → (bucket, offset)
+  std::vector<Bucket> buckets;
+  bool armed = false;  // between before_backward and finish_backward
+  std::atomic<int64_t> bytes{0}, launched{0};
+
+  void assign_buckets() {
+    // Gradients arrive last layer first: so do the buckets.
+    int64_t limit = kFirstBucketBytes, size = 0;
+    slot.resize(params.size());
+    for (size_t k = params.size(); k-- > 0;) {
+      const int64_t n = params[k].numel(), nbytes = n * params[k].element_size();
+      if (buckets.empty() || (size > 0 && size + nbytes > limit)) {
+        if (!buckets.empty()) limit = kBucketBytes;
+        buckets.emplace_back();
+        size = 0;
+      }
+      auto& b = buckets.back();
+      slot[k] = {buckets.size() - 1, size / params[k].element_size()};
+      b.params.push_back(k);
+      b.offsets.push_back(size / params[k].element_size());
+      size += nbytes;
+    }
+    for (auto& b : buckets) {
+      int64_t n = 0;
+      for (auto k : b.params) n += params[k].numel();
+      b.buffer = torch::zeros({n}, params[b.params[0]].options());
+    }
+  }
+
+  void launch(Bucket& b) {
+    b.buffer.div_(group->world());
+    std::vector<at::Tensor> ts{b.buffer};
+    b.work =
+        group->guard("averaging the gradients", [&] { return group->impl().pg->allreduce(ts); });
+    bytes += b.buffer.numel() * static_cast<int64_t>(b.buffer.element_size());
+    launched += 1;
+  }
+
+  torch::Tensor on_gradient(size_t k, const torch::Tensor& g) {
+    if (!armed) return g;
+    auto [bi, offset] = slot[k];
+    auto& b = buckets[bi];
+    torch::NoGradGuard no_grad;
+    b.buffer.narrow(0, offset, g.numel()).view(g.sizes()).copy_(g);
+    if (--b.pending == 0) launch(b);
+    return torch::zeros_like(g);  // the average is added once its bucket is back
+  }
 };
 
 GradientSync::GradientSync(std::shared_ptr<DistGroup> group,
                            std::vector<std::pair<std::string, torch::Tensor>> trainable)
     : impl_(std::make_unique<Impl>()) {
-  impl_->group = group;
-  std::vector<at::Tensor> params;
-  std::unordered_map<size_t, std::string> names;
+  impl_->group = std::move(group);
   for (auto& [name, p] : trainable) {
-    names[params.size()] = name;
     names_.push_back(name);
-    params.push_back(p);
+    impl_->params.push_back(p);
   }
-  TORCH_CHECK(!params.empty(), "distributed training needs at least one trainable parameter");
-  const std::vector<bool> sparse(params.size(), false);
-  auto [buckets, limits] =
-      c10d::compute_bucket_assignment_by_size(params, {kFirstBucketBytes, kBucketBytes}, sparse);
-  // Gradients arrive last layer first: so do the buckets.
-  std::reverse(buckets.begin(), buckets.end());
-  std::reverse(limits.begin(), limits.end());
-  auto& pg = group->impl().pg;
-  impl_->reducer = std::make_unique<c10d::Reducer>(
-      params, buckets, limits, pg, sparse, static_cast<int64_t>(kBucketBytes),
-      /*find_unused_parameters=*/false, /*gradient_as_bucket_view=*/false, names,
-      static_cast<int64_t>(kFirstBucketBytes));
-  impl_->reducer->register_comm_hook(std::make_unique<CountingAllReduce>(pg, impl_->counter));
+  TORCH_CHECK(!impl_->params.empty(),
+              "distributed training needs at least one trainable parameter");
+  impl_->assign_buckets();
+  auto* im = impl_.get();
+  for (size_t k = 0; k < im->params.size(); ++k)
+    im->hooks.push_back(im->params[k].register_hook(
+        [im, k](const torch::Tensor& g) { return im->on_gradient(k, g); }));
 }
 
 GradientSync::~GradientSync() {
-  try {
-    impl_->reducer.reset();
-  } catch (...) {
-    // A reducer torn down after a failed collective has nothing left to report to.
+  for (size_t k = 0; k < impl_->params.size(); ++k) impl_->params[k].remove_hook(impl_->hooks[k]);
+}
+
+void GradientSync::before_backward() {
+  impl_->bytes = 0;
+  impl_->launched = 0;
+  for (auto& b : impl_->buckets) {
+    b.pending = b.params.size();
+    b.work.reset();
+  }
+  impl_->armed = true;
+}
+
+void GradientSync::finish_backward() {
+  auto& im = *impl_;
+  im.armed = false;
+  // A parameter that got no gradient leaves its bucket pending: sent as it is (zeros there), in
+  // bucket order, the same on every rank.
+  for (auto& b : im.buckets)
+    if (!b.work) im.launch(b);
+  torch::NoGradGuard no_grad;
+  for (auto& b : im.buckets) {
+    im.group->guard("averaging the gradients", [&] { return b.work->wait(); });
+    b.work.reset();
+    for (size_t j = 0; j < b.params.size(); ++j) {
+      auto& p = im.params[b.params[j]];
+      auto avg = b.buffer.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
+      if (p.mutable_grad().defined())
+        p.mutable_grad().add_(avg);
+      else
+        p.mutable_grad() = avg.clone();
+    }
+    b.buffer.zero_();
   }
 }
 
-void GradientSync::before_forward() {
-  impl_->group->guard("ordering the gradient buckets", [&] {
-    impl_->reducer->prepare_for_forward();
-    return impl_->reducer->rebuild_buckets();
-  });
-}
-
-void GradientSync::before_backward(const torch::Tensor& loss) {
-  // The counts describe the latest backward.
-  impl_->counter->bytes = 0;
-  impl_->counter->buckets = 0;
-  impl_->reducer->prepare_for_backward({loss});
-}
-
-int64_t GradientSync::last_bytes() const { return impl_->counter->bytes.load(); }
-int64_t GradientSync::buckets() const { return impl_->counter->buckets.load(); }
+int64_t GradientSync::last_bytes() const { return impl_->bytes.load(); }
+int64_t GradientSync::buckets() const { return impl_->launched.load(); }
 
 void GroupChannelSums::sum(std::vector<double>& values) {
   auto t = torch::from_blob(values.data(), {static_cast<int64_t>(values.size())}, torch::kDouble)
@@ -379,8 +429,8 @@ void DistGroup::barrier() {}
 GradientSync::GradientSync(std::shared_ptr<DistGroup>,
                            std::vector<std::pair<std::string, torch::Tensor>>) {}
 GradientSync::~GradientSync() = default;
-void GradientSync::before_forward() {}
-void GradientSync::before_backward(const torch::Tensor&) {}
+void GradientSync::before_backward() {}
+void GradientSync::finish_backward() {}
 int64_t GradientSync::last_bytes() const { return 0; }
 int64_t GradientSync::buckets() const { return 0; }
 void GroupChannelSums::sum(std::vector<double>&) {}

@@ -1,6 +1,6 @@
 // Distributed data-parallel training on PyTorch's c10d: a TCPStore at MASTER_ADDR:MASTER_PORT
 // (rank 0 hosts it), a Gloo process group (CPU) or NCCL (CUDA, where the LibTorch has it), and
-// gradients averaged by c10d's Reducer over the trainable parameters only. TypeScript decides who
+// gradients averaged in buckets over the trainable parameters only. TypeScript decides who
 // does what (lib/train/dist.ts); this file only communicates. Every failure is a DistError whose
 // message starts "DDP rank R of N (store ADDR:PORT)".
 #pragma once
@@ -80,9 +80,9 @@ class DistGroup {
   std::unique_ptr<Impl> impl_;
 };
 
-// Gradient averaging for one model: c10d's Reducer over its trainable parameters (buckets of
-// ~25 MB, the last layers' first, all-reduced while backward still runs), with a communication
-// hook that divides by the world size and counts the bytes it sends.
+// Gradient averaging for one model over its trainable parameters only (frozen ones are never
+// sent): buckets of ~25 MB (1 MB first), the last layers' first, each all-reduced as soon as its
+// gradients are in, while backward still runs (DDP's scheme; see dist.cpp for why not its Reducer).
 class GradientSync {
  public:
   GradientSync(std::shared_ptr<DistGroup> group,
@@ -91,10 +91,10 @@ class GradientSync {
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
 
-  // Before each forward: after the first step, buckets follow the order gradients came in.
-  void before_forward();
-  // Before each backward whose gradients are to be averaged.
-  void before_backward(const torch::Tensor& loss);
+  // Around each backward whose gradients are to be averaged: finish waits for every bucket and
+  // adds the averages into the parameters' gradients.
+  void before_backward();
+  void finish_backward();
   // Bytes the last backward all-reduced (gradients, float32), and how many buckets.
   int64_t last_bytes() const;
   int64_t buckets() const;

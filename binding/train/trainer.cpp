@@ -80,7 +80,7 @@ std::pair<bool, bool> Trainer::agree(bool abort, bool non_finite) {
 
 torch::Tensor Trainer::loss_for_backward(const LossOutput& loss) {
   if (!grad_sync_) return loss.total;
-  grad_sync_->before_backward(loss.total);
+  grad_sync_->before_backward();
   return loss.total * static_cast<double>(opts_.dist->world());
 }
 
@@ -139,18 +139,17 @@ torch::Tensor Trainer::batch_images(const torch::Tensor& images, int64_t ni) con
 }
 
 LossOutput Trainer::forward_loss(const torch::Tensor& images, const torch::Tensor& targets) {
-  if (grad_sync_) grad_sync_->before_forward();
   SyncBatchNormScope sync_bn(bn_sums_.get());
   return compute_loss(model_->forward(images).raw, targets, model_->detect(), opts_.loss);
 }
 
 void Trainer::backward(const LossOutput& loss) {
   auto total = loss_for_backward(loss);
-  SyncBatchNormScope sync_bn(bn_sums_.get());
   if (!grad_sync_) return total.backward();
-  // The Reducer all-reduces buckets as their gradients are ready and waits at the end.
+  // Buckets are all-reduced as their gradients come in; finish waits for them.
   opts_.dist->guard("averaging the gradients", [&] {
     total.backward();
+    grad_sync_->finish_backward();
     return 0;
   });
 }

@@ -9,7 +9,8 @@ import { readDataConfig, type DataConfig } from '../config/data';
 import { HYP_KEYS, readHyp, type Hyp } from '../config/hyp';
 import type { ModelConfig } from '../config/model';
 import { loadSplit, type SplitItem } from '../data/split';
-import { Yolo5Error } from '../errors';
+import { BUILTIN_TARGET } from '../data/builtin';
+import { Yolo5Error, notDownloadedHint } from '../errors';
 import { loadModel } from '../model/load';
 import type { Model, ModelInfo } from '../model/model';
 import { toNativeData } from '../model/weights';
@@ -23,6 +24,8 @@ import {
 import { makeDirs } from '../native/paths';
 import { TRAIN_DEFAULTS, checkImageSize } from '../options';
 import { writeTextAtomic } from '../report/files';
+import { toReferenceOpt } from '../report/opt';
+import { TrainReport } from '../report/run-plots';
 import { makeRunDir } from '../report/runs';
 import { checkAnchors } from './autoanchor';
 import { shareFromMain, type Distributed } from './dist';
@@ -50,12 +53,14 @@ export interface Training {
   lastPath: string;
   bestPath: string;
   csv: string;
-  /** opt.yaml's content (and each checkpoint's `opt`). */
+  /** Each checkpoint's `opt` (camelCase TrainOptions; opt.yaml holds them with the reference's keys). */
   savedOpt: Record<string, unknown>;
   /** Data-parallel: this rank's group (absent: one process). */
   dist?: Distributed;
   /** Writes the run folder, validates and logs: one process, or rank 0. */
   main: boolean;
+  /** Plots, mosaics and TensorBoard scalars of the run folder. */
+  report?: TrainReport;
 }
 
 type Log = (line: string) => void;
@@ -65,7 +70,9 @@ async function dataFile(opts: ResolvedTrainOptions, log: Log): Promise<string> {
   // The generator loads only when the built-in data set is used.
   const file =
     opts.data ??
-    (await (await import('../data/synthetic')).ensureSyntheticDataset(undefined, undefined, log));
+    (await (
+      await import('../data/synthetic')
+    ).ensureSyntheticDataset(BUILTIN_TARGET, undefined, log));
   if (opts.data === undefined) {
     log(
       `Using the built-in synthetic data set ${file} (${opts.cfg ?? opts.weights}, ${opts.imgsz} px)`,
@@ -141,9 +148,13 @@ async function buildModel(
 ): Promise<Model> {
   if (point) return resumedModel(point, opts, nc, names, log);
   if (opts.weights !== undefined && !fs.existsSync(opts.weights)) {
-    throw new Yolo5Error('E_FILE', `Weights file ${opts.weights} not found`, {
-      file: opts.weights,
-    });
+    throw new Yolo5Error(
+      'E_FILE',
+      `Weights file ${opts.weights} not found. ${notDownloadedHint('weights')}`,
+      {
+        file: opts.weights,
+      },
+    );
   }
   return loadModel({
     ...(opts.weights !== undefined ? { weights: opts.weights } : {}),
@@ -185,7 +196,10 @@ function runFolder(
   }
   // A resumed run keeps its opt.yaml unless its options changed (a new epoch total).
   if (!point || point.saved.epochs !== opts.epochs)
-    writeTextAtomic(path.join(saveDir, 'opt.yaml'), yaml.dump(savedOpt));
+    writeTextAtomic(
+      path.join(saveDir, 'opt.yaml'),
+      yaml.dump(toReferenceOpt(savedOpt, { hyp, saveDir })),
+    );
   log(`Run folder: ${saveDir}`);
   return saveDir;
 }
@@ -302,6 +316,18 @@ function nativeTrainer(
   );
 }
 
+/** The run folder's plots and TensorBoard file (labels, correlogram, first train batches). */
+function startReport(t: Training, point: ResumePoint | undefined, log: Log): Promise<TrainReport> {
+  const { saveDir, names, opts } = t;
+  const batch = opts.batch / (t.dist?.worldSize ?? 1);
+  return TrainReport.start(
+    { saveDir, names, plots: !opts.noplots, resumed: point !== undefined, log },
+    t.trainItems,
+    t.trainer,
+    batch,
+  );
+}
+
 function header(t: Training, log: Log): void {
   const { opts, dist } = t;
   const ti = t.trainer.info();
@@ -354,7 +380,8 @@ export async function buildTraining(
       ...opts,
       hyp: undefined,
       device: model.device,
-      ...(dist ? { worldSize: dist.worldSize } : {}),
+      // opt.yaml's local_rank and the world size a --resume compares with.
+      ...(dist ? { localRank: dist.localRank, worldSize: dist.worldSize } : {}),
     }),
   ) as Record<string, unknown>;
   const saveDir = await shareFromMain(dist, 'save-dir', async () =>
@@ -386,6 +413,8 @@ export async function buildTraining(
     ...(dist ? { dist } : {}),
     main,
   };
+  // Rank 0 alone plots and writes TensorBoard events.
+  if (main) t.report = await startReport(t, point, log);
   if (point) await restoreTrainer(t, point);
   header(t, log);
   return t;

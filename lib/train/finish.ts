@@ -60,14 +60,16 @@ export async function finishTraining(
         weights: t.bestPath,
         data: t.data,
         imgsz: t.opts.imgsz,
-        batch: t.opts.batch * 2,
+        batch: (t.opts.batch / (t.dist?.worldSize ?? 1)) * 2, // per rank × 2, as the reference
         singleCls: t.opts.singleCls,
+        ...t.report?.valPlots(),
         log,
       });
     }
   } else if (!fs.existsSync(t.lastPath)) {
     log('No epoch completed: nothing was saved');
   }
+  await t.report?.finish(t.csv);
   log(`Results saved to ${t.saveDir}`);
   return finalVal;
 }

@@ -101,15 +101,20 @@ function logGradientTraffic(t: Training, ctx: LoopContext): void {
   );
 }
 
-async function validate(t: Training, epoch: number): Promise<ValResult | undefined> {
+async function validate(
+  t: Training,
+  ctx: LoopContext,
+  epoch: number,
+): Promise<ValResult | undefined> {
   if (!t.main || (t.opts.noval && epoch !== t.opts.epochs - 1)) return undefined;
   return val({
     model: t.ema,
     data: t.data,
     imgsz: t.opts.imgsz,
-    batch: t.opts.batch * 2,
+    batch: (t.opts.batch / (t.dist?.worldSize ?? 1)) * 2, // per rank × 2, as the reference
     singleCls: t.opts.singleCls,
     loss: t.loss,
+    progress: (done, total) => ctx.run.emit('valBatch', { epoch, done, total }),
     log: () => {},
   });
 }
@@ -249,7 +254,7 @@ export async function runEpochs(t: Training, ctx: LoopContext): Promise<LoopResu
         await stopEarly(t, ctx, epoch, pending, status);
         break;
       }
-      const r = await validate(t, epoch);
+      const r = await validate(t, ctx, epoch);
       if (t.opts.imageWeights && !t.opts.rect)
         t.trainer.setSampleWeights(imageWeights(t.trainItems, t.nc, r?.maps));
       const { record, improved } = recordEpoch(t, ctx, epoch, stats, r);
@@ -258,7 +263,9 @@ export async function runEpochs(t: Training, ctx: LoopContext): Promise<LoopResu
       const stop = await stopDecision(t, epoch, early, async () => {
         pending = await saveEpoch(t, ctx, epoch, improved, final || early);
         // The row goes in after the checkpoint, which holds it too: a kill in between loses nothing.
-        appendText(t.csv, resultsLine(ctx.state.results.at(-1)!));
+        const row = ctx.state.results.at(-1)!;
+        appendText(t.csv, resultsLine(row));
+        t.report?.epoch(epoch, row.slice(1));
       });
       records.push(record);
       const event: EpochEvent = { ...record, epochs, best: improved, saveDir: t.saveDir };

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * `train`: transfer learning with frozen layers. TypeScript decides what to do (data, model,
  * freezing, checkpoints, logs); each epoch runs natively (loader → forward → loss → backward →
@@ -7,6 +8,7 @@
  * once) → buildTraining (data, model, freezing, native trainer) → runEpochs → finishTraining.
  */
 import * as fs from 'node:fs';
+import { defaultJob, type Job } from '../data/builtin';
 import { Yolo5Error, show } from '../errors';
 import { nativeCall } from '../native/addon';
 import { parseDevice } from '../native/device';
@@ -69,13 +71,32 @@ function ignoredOnResume(input: TrainOptions, opts: ResolvedTrainOptions): strin
     .map(([k, v]) => `${k} ${show(v)}`);
 }
 
+/** The input with the default job's weights, cfg and image size (`weights: ''` means none). */
+function withJob(input: TrainOptions, job: Job): TrainOptions {
+  const out: TrainOptions = { ...input };
+  delete out.weights;
+  delete out.cfg;
+  delete out.imgsz;
+  return {
+    ...out,
+    ...(job.weights !== undefined ? { weights: job.weights } : {}),
+    ...(job.cfg !== undefined ? { cfg: job.cfg } : {}),
+    ...(job.imgsz !== undefined ? { imgsz: job.imgsz } : {}),
+  };
+}
+
 /** The options of this call: a fresh run's, or a resumed run's own (and a new epoch total). */
 async function resolveRun(
   input: TrainOptions,
   log: (line: string) => void,
   main: boolean,
 ): Promise<{ opts: ResolvedTrainOptions; point?: ResumePoint }> {
-  if (!input.resume) return { opts: resolveTrainOptions(input) };
+  if (!input.resume) {
+    // The default job (lib/data/builtin.ts): without data, fine-tune the bundled model.
+    const job = defaultJob(input);
+    if (job.note !== undefined) log(job.note);
+    return { opts: resolveTrainOptions(withJob(input, job)) };
+  }
   resolveTrainOptions(input); // the caller's values are checked even where the run's own hold
   const point = await prepareResume(input.resume, input.project);
   const opts = resolveTrainOptions(input, point.saved);
@@ -146,23 +167,32 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
   // With several ranks an interruption stops every rank at the first step, together.
   if (signal?.aborted && !dist) {
     // Nothing trained: free the native models now rather than at the next garbage collection.
+    t.report?.close();
     t.model.dispose();
     t.ema.dispose();
     throw abortedBeforeStart();
   }
   const ck = point?.checkpoint;
-  const loop = await runEpochs(t, {
-    run,
-    signal,
-    log,
-    startEpoch: point?.startEpoch ?? 0,
-    state: point?.state ?? emptyTrainState(),
-    bestFitness: typeof ck?.bestFitness === 'number' ? ck.bestFitness : -Infinity,
-  });
-  // Every rank has seen the last verdict before rank 0 (which serves the store) moves on.
-  if (dist) await nativeCall('DDP', () => dist.group.barrier());
-  const finalVal = await finishTraining(t, loop.status, log);
-  dist?.group.leave();
+  let loop: Awaited<ReturnType<typeof runEpochs>>;
+  let finalVal: Awaited<ReturnType<typeof finishTraining>>;
+  try {
+    loop = await runEpochs(t, {
+      run,
+      signal,
+      log,
+      startEpoch: point?.startEpoch ?? 0,
+      state: point?.state ?? emptyTrainState(),
+      bestFitness: typeof ck?.bestFitness === 'number' ? ck.bestFitness : -Infinity,
+    });
+    // Every rank has seen the last verdict before rank 0 (which serves the store) moves on.
+    if (dist) await nativeCall('DDP', () => dist.group.barrier());
+    finalVal = await finishTraining(t, loop.status, log);
+  } catch (e) {
+    t.report?.close();
+    throw e;
+  } finally {
+    dist?.group.leave();
+  }
   return {
     status: loop.status,
     saveDir: t.saveDir,
