@@ -307,7 +307,7 @@ test('2 ranks × 8 images (--sync-bn) average to the gradients of 1 process × 1
   assert.equal(bytes, 4 * trainable, 'the all-reduce sent exactly the trainable gradients');
 });
 
-test('env-launched ranks train --freeze 10 from a checkpoint; only rank 0 writes or logs', async () => {
+test('env-launched ranks train --freeze 10 from a checkpoint; only rank 0 writes or logs; --resume with the same and another world size', async () => {
   const dir = tempDir();
   const data = tinySet(dir, 16);
   const port = await freePort();
@@ -332,9 +332,44 @@ test('env-launched ranks train --freeze 10 from a checkpoint; only rank 0 writes
       .split('\n').length,
     2,
   );
+  // One TensorBoard file and one set of plots: rank 1 wrote nothing into the run folder either.
+  const files = fs.readdirSync(path.join(dir, 'run'));
+  assert.equal(files.filter((f) => f.startsWith('events.out.tfevents')).length, 1, `${files}`);
+  assert.ok(files.includes('labels.jpg') && files.includes('results.png'), `${files}`);
   assertFrozenBitIdentical(path.join(dir, 'run', 'weights', 'last.pt'));
   const { trainable, bytes } = traffic(r0.stdout);
   assert.equal(bytes, 4 * trainable);
+
+  // --resume with the same world size extends the run; another world size says what changes.
+  const last = path.join(dir, 'run', 'weights', 'last.pt');
+  const more = await start([
+    'train',
+    '--resume',
+    last,
+    '--epochs',
+    '2',
+    '--nproc',
+    '2',
+    '--threads',
+    '2',
+  ]).done;
+  assert.equal(more.code, 0, more.stderr);
+  assert.match(more.stdout, /DDP: world size 2/);
+  assert.doesNotMatch(more.stdout, /world size 2 and continues/);
+  const rows = () =>
+    fs
+      .readFileSync(path.join(dir, 'run', 'results.csv'), 'utf8')
+      .trim()
+      .split('\n');
+  assert.equal(rows().length, 3);
+  const alone = await start(['train', '--resume', last, '--epochs', '3', '--threads', '1']).done;
+  assert.equal(alone.code, 0, alone.stderr);
+  assert.match(
+    alone.stdout,
+    /WARNING: --resume: .*last\.pt was trained with world size 2 and continues with 1/,
+  );
+  assert.equal(rows().length, 4);
+  assertFrozenBitIdentical(last);
 });
 
 describe('a rank killed mid-epoch ends the run with a clear error on the others', () => {
