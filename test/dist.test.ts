@@ -384,8 +384,10 @@ describe('a rank killed mid-epoch ends the run with a clear error on the others'
     const r1 = start(longEpoch(dir), rankEnv(1, port, env));
     await waitFor(() => /Training 1 epochs/.test(r0.output()), 60000);
     await new Promise((r) => setTimeout(r, 1500));
+    const killed = Date.now();
     r1.child.kill('SIGKILL');
     const e0 = await r0.done;
+    assert.ok(Date.now() - killed < 20000, `rank 0 took ${Date.now() - killed} ms to stop`);
     assert.equal((await r1.done).signal, 'SIGKILL');
     assert.equal(e0.code, 1, e0.stderr);
     assert.match(

@@ -133,6 +133,8 @@ async function joinRun(
   const d = resolveDistributed(input.distributed);
   if (!d) {
     noteWorldSize(point, 1, log);
+    if (opts.syncBn)
+      log('WARNING: --sync-bn has no effect in a single process (as in the reference)');
     return undefined;
   }
   checkDistributedTraining(d, opts);
