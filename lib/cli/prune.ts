@@ -56,6 +56,8 @@ export function pruneCommand(): Command {
       const model = await loadModel({
         weights: o.weights,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
+        // A file written from freshly initialised tensors is never intended: every tensor loads.
+        strict: true,
         log: out,
       });
       const r = await model.prune(o.amount);
