@@ -12,6 +12,7 @@ export type Yolo5ErrorCode =
   | 'E_DATA_LABEL' // a label file row is wrong
   | 'E_EVOLVE' // an evolve folder (evolve.csv, evolve_opt.yaml) is wrong or already in use
   | 'E_NATIVE' // the native addon failed or could not be loaded
+  | 'E_DIST' // distributed training: a bad environment, a rendezvous or collective that failed
   | 'E_DISPOSED' // a model or trainer was used after dispose()
   | 'E_BUSY' // a synchronous change to a model or trainer while a call is using it
   | 'E_ABORTED'; // the caller aborted

@@ -42,6 +42,10 @@ export const TRAIN_DEFAULTS = {
   labelSmoothing: 0,
   patience: 100,
   freezeBn: false,
+  /** Distributed: BatchNorm statistics over every rank's batch (SyncBatchNorm semantics). */
+  syncBn: false,
+  /** Distributed: seconds the rendezvous and each collective may wait (PyTorch's default). */
+  distTimeout: 1800,
   /** NHWC memory order for the step: faster convolutions on CPU, the same numbers. */
   channelsLast: true,
   seed: 0,

@@ -11,8 +11,11 @@
  *   node dist-test/scripts/bench.js --matrix   # yolov5n/s × 320/640 × batch 8/16 → bench/results-cpu-matrix.json
  *   options: --freezes 0,10,24  --channels-last 1|0  --fused-bn 1|0  --detect-runs 5 (0: no detect latency)
  *            --repeat 3 (rounds per configuration, interleaved; the median is reported; matrix: 1)
+ *            --nproc N: each configuration as N data-parallel ranks on loopback (Gloo), the threads
+ *            split among them, the batch global; adds the gradient bytes each step all-reduced
+ *            (→ bench/results-cpu-nproc{N}.json)
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -23,6 +26,8 @@ import { ensureSyntheticDataset } from '../lib/data/synthetic';
 import { readDataConfig } from '../lib/config/data';
 import { loadSplit } from '../lib/data/split';
 import { describeMachine } from './machine';
+import { distributedFromEnv } from '../lib/train/dist';
+import { freePort } from '../lib/train/launch';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -50,6 +55,10 @@ interface ChildResult {
   loaderImagesPerSecondPerWorker?: number;
   /** Mean ms per step in each phase: loader wait, forward + loss, backward, optimizer + EMA. */
   phasesMs: NativeStepTimes;
+  /** --nproc: ranks, threads each, and the bytes the last step's gradient all-reduce sent. */
+  nproc?: number;
+  threadsPerRank?: number;
+  gradientBytesPerStep?: number;
 }
 
 /**
@@ -69,15 +78,23 @@ async function child(): Promise<void> {
   const steps = Number(arg('steps', '12'));
   const freeze = Number(arg('freeze', '0'));
   native().fusedBatchNorm(arg('fused-bn', '1') === '1');
+  const dist = distributedFromEnv();
+  if (dist) native().setThreads(Number(arg('threads', '1')));
   const data = readDataConfig(await ensureSyntheticDataset());
+  // With N ranks each gets 1/N of these: the same steps + 2 batches of batch / N images.
   const items = (await loadSplit(data, 'train', () => {})).slice(0, batch * (steps + 2));
   const model = await loadModel({ cfg, nc: data.nc });
   if (freeze > 0) model.freeze(freeze);
   const info = model.info();
   const hyp = readHyp(undefined);
+  const group = dist ? new (native().NativeProcessGroup)() : undefined;
+  if (dist && group) {
+    await group.join({ ...dist, backend: 'gloo' });
+    await group.broadcastModel(model.nativeHandle());
+  }
   const trainer = new (native().NativeTrainer)(
     model.nativeHandle(),
-    (await model.clone()).nativeHandle(),
+    dist && dist.rank > 0 ? null : (await model.clone()).nativeHandle(),
     items.map((it) => ({
       path: it.file,
       width: it.width,
@@ -101,6 +118,7 @@ async function child(): Promise<void> {
       channelsLast: arg('channels-last', '1') === '1',
       multiScale: false,
       hyp: hyp as unknown as Record<string, number>,
+      ...(group ? { distributed: { group, syncBn: false } } : {}),
       loss: {
         box: hyp.box,
         cls: (hyp.cls * data.nc) / 80,
@@ -148,6 +166,11 @@ async function child(): Promise<void> {
       optimizer: phase('optimizer'),
     },
   };
+  if (dist) {
+    out.nproc = dist.worldSize;
+    out.threadsPerRank = native().getThreads();
+    out.gradientBytesPerStep = trainer.distributedInfo()?.lastStepBytes ?? 0;
+  }
   if (freeze === 0) {
     // The loader alone: one worker building mosaic samples back to back (images cached).
     const t = performance.now();
@@ -177,21 +200,25 @@ interface ConfigResult {
  * interleaved (0, 10, 24, 0, 10, 24, …) so that a busy moment of a shared machine does not land on
  * one configuration only; each row is the repeat with the median ms/step.
  */
-function runTraining(
+async function runTraining(
   cfg: string,
   imgsz: number,
   batch: number,
   steps: number,
   freezes: number[],
   repeat: number,
-): ConfigResult {
+  nproc: number,
+): Promise<ConfigResult> {
   const runs = new Map<number, ChildResult[]>(freezes.map((f) => [f, []]));
   for (let round = 0; round < repeat; round++) {
     for (const freeze of freezes) {
       const args = ['--child', '--cfg', cfg, '--img', String(imgsz), '--batch', String(batch)];
       args.push('--steps', String(steps), '--freeze', String(freeze));
       args.push('--channels-last', arg('channels-last', '1'), '--fused-bn', arg('fused-bn', '1'));
-      const r = spawnSync(process.execPath, [__filename, ...args], { encoding: 'utf8' });
+      const r =
+        nproc > 1
+          ? await runRanks(args, nproc)
+          : spawnSync(process.execPath, [__filename, ...args], { encoding: 'utf8' });
       if (r.status !== 0) {
         throw new Error(
           `bench child (${cfg} ${imgsz} b${batch} freeze ${freeze}) failed:\n${r.stderr}`,
@@ -206,6 +233,38 @@ function runTraining(
     return { ...row, repeatsMsPerStep: runs.get(f)!.map((r) => r.msPerStep) };
   });
   return { cfg, imgsz, batch, rows };
+}
+
+/** One configuration as `nproc` ranks (torchrun's variables, a free loopback port); rank 0's result. */
+async function runRanks(
+  args: string[],
+  nproc: number,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const port = await freePort();
+  const threads = Math.max(1, Math.floor(os.availableParallelism() / nproc));
+  const ranks = Array.from({ length: nproc }, (_, rank) => {
+    const env = {
+      ...process.env,
+      WORLD_SIZE: String(nproc),
+      RANK: String(rank),
+      LOCAL_RANK: String(rank),
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: String(port),
+    };
+    const child = spawn(process.execPath, [__filename, ...args, '--threads', String(threads)], {
+      env,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) =>
+      child.on('close', (status) => resolve({ status, stdout, stderr })),
+    );
+  });
+  const results = await Promise.all(ranks);
+  const bad = results.find((r) => r.status !== 0);
+  return bad ?? results[0]!;
 }
 
 /** Detect latency (batch 1) with and without Conv+BN fusion, from scripts/bench-detect. */
@@ -223,7 +282,11 @@ function runDetect(cfg: string, imgsz: number, runs: number): DetectLatency {
 
 function printConfig(c: ConfigResult, matmul: number, threads: number): void {
   const base = c.rows[0]!;
-  console.log(`\n### ${c.cfg} at ${c.imgsz} px, batch ${c.batch} (${threads} threads)\n`);
+  const ranks = c.rows[0]!.nproc;
+  const how = ranks
+    ? `${ranks} ranks × ${c.rows[0]!.threadsPerRank} threads, global batch`
+    : `${threads} threads`;
+  console.log(`\n### ${c.cfg} at ${c.imgsz} px, batch ${c.batch} (${how})\n`);
   console.log(
     '| freeze | trainable params | ms/step | CPU ms/step | images/s | step ratio | peak RSS MB | RSS ratio | achieved GFLOP/s | of matmul |',
   );
@@ -243,12 +306,16 @@ function printConfig(c: ConfigResult, matmul: number, threads: number): void {
     );
   }
   console.log('');
-  console.log('| freeze | data wait ms | forward+loss ms | backward ms | optimizer+EMA ms |');
-  console.log('| ---: | ---: | ---: | ---: | ---: |');
+  const dist = c.rows[0]!.nproc !== undefined;
+  console.log(
+    `| freeze | data wait ms | forward+loss ms | backward ms | optimizer+EMA ms |${dist ? ' gradient bytes/step |' : ''}`,
+  );
+  console.log(`| ---: | ---: | ---: | ---: | ---: |${dist ? ' ---: |' : ''}`);
   for (const r of c.rows) {
     const p = r.phasesMs;
+    const bytes = dist ? ` ${r.gradientBytesPerStep!.toLocaleString('en-US')} |` : '';
     console.log(
-      `| ${r.freeze} | ${p.data.toFixed(1)} | ${p.forward.toFixed(1)} | ${p.backward.toFixed(1)} | ${p.optimizer.toFixed(1)} |`,
+      `| ${r.freeze} | ${p.data.toFixed(1)} | ${p.forward.toFixed(1)} | ${p.backward.toFixed(1)} | ${p.optimizer.toFixed(1)} |${bytes}`,
     );
   }
   if (base.loaderImagesPerSecondPerWorker !== undefined) {
@@ -267,9 +334,17 @@ function printConfig(c: ConfigResult, matmul: number, threads: number): void {
 
 async function main(): Promise<void> {
   const matrix = process.argv.includes('--matrix');
+  const nproc = Number(arg('nproc', '1'));
   const out = arg(
     'out',
-    path.join('bench', matrix ? 'results-cpu-matrix.json' : 'results-cpu.json'),
+    path.join(
+      'bench',
+      matrix
+        ? 'results-cpu-matrix.json'
+        : nproc > 1
+          ? `results-cpu-nproc${nproc}.json`
+          : 'results-cpu.json',
+    ),
   );
   const freezes = arg('freezes', '0,10,24').split(',').map(Number);
   const detectRuns = Number(arg('detect-runs', '5'));
@@ -309,7 +384,7 @@ async function main(): Promise<void> {
   const configs: ConfigResult[] = [];
   const detected = new Map<string, DetectLatency>();
   for (const p of plan) {
-    const c = runTraining(p.cfg, p.imgsz, p.batch, p.steps, freezes, p.repeat);
+    const c = await runTraining(p.cfg, p.imgsz, p.batch, p.steps, freezes, p.repeat, nproc);
     if (detectRuns > 0) {
       const key = `${p.cfg}@${p.imgsz}`;
       if (!detected.has(key)) detected.set(key, runDetect(p.cfg, p.imgsz, detectRuns));

@@ -48,6 +48,11 @@ if command -v dpkg >/dev/null 2>&1; then
   need_pkg make
   need_pkg clang-format
   need_pkg libstb-dev
+  # Distributed training: Debian's LibTorch links its libgloo.so.0 but the headers c10d's Gloo
+  # process group includes come apart (a Python torch's LibTorch ships them itself).
+  if dpkg -s libtorch-dev >/dev/null 2>&1 || [[ " ${missing[*]:-} " == *" libtorch-dev "* ]]; then
+    need_pkg libgloo-dev
+  fi
   # Debian's LibTorch calls BLAS through libblas.so.3: OpenBLAS instead of the reference BLAS is
   # ~30x faster matrix products (convolutions go through oneDNN either way).
   if dpkg -s libtorch-dev >/dev/null 2>&1 || [[ " ${missing[*]:-} " == *" libtorch-dev "* ]]; then

@@ -17,6 +17,7 @@
 #endif
 
 #include "addon/convert.h"
+#include "addon/dist_wrap.h"
 #include "addon/model_wrap.h"
 #include "addon/worker.h"
 #include "data/jpeg.h"
@@ -160,6 +161,14 @@ Napi::Value JpegLibrary(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), turbojpeg_path());
 }
 
+// distInfo() → whether this build has distributed training (Gloo) and NCCL.
+Napi::Value DistInfo(const Napi::CallbackInfo& info) {
+  auto o = Napi::Object::New(info.Env());
+  o.Set("available", dist_available());
+  o.Set("nccl", nccl_available());
+  return o;
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -173,6 +182,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(ctor)));
   exports.Set("NativeModel", ctor);
   exports.Set("NativeTrainer", DefineTrainer(env));
+  exports.Set("NativeProcessGroup", DefineProcessGroup(env));
+  exports.Set("distInfo", Napi::Function::New<DistInfo>(env, "distInfo"));
   exports.Set("createModel", Napi::Function::New<ModelWrap::Create>(env, "createModel"));
   exports.Set("libtorchVersion", Napi::String::New(env, TORCH_VERSION));
   exports.Set("cudaInfo", Napi::Function::New<CudaInfo>(env, "cudaInfo"));

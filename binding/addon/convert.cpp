@@ -4,6 +4,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "addon/dist_wrap.h"
+
 namespace yolo5 {
 
 namespace {
@@ -185,6 +187,26 @@ Napi::Array Fields::array(const char* key) const {
   return v.As<Napi::Array>();
 }
 
+namespace {
+
+// Data-parallel: the group, and the global batch split into the loader's per-rank batch.
+void to_distributed(const Fields& d, TrainerConfig& c) {
+  auto& to = c.trainer;
+  to.dist = GroupOf(d.value("group"), d.path("group"));
+  to.sync_bn = d.boolean("syncBn");
+  const int world = to.dist->world();
+  if (to.batch % world != 0)
+    throw Napi::RangeError::New(d.value("group").Env(), "NativeTrainer options.batch " +
+                                                            std::to_string(to.batch) +
+                                                            " does not split evenly over " +
+                                                            std::to_string(world) + " ranks");
+  c.loader.batch = to.batch / world;
+  c.loader.rank = to.dist->rank();
+  c.loader.world = world;
+}
+
+}  // namespace
+
 TrainerConfig to_trainer_config(const Napi::Value& options) {
   Fields o(options, "NativeTrainer options");
   TrainerConfig c;
@@ -214,6 +236,8 @@ TrainerConfig to_trainer_config(const Napi::Value& options) {
   to.stride = lo.stride;
   to.seed = lo.seed;
   to.loss = to_loss_hyp(o.object("loss"));
+  if (o.has("distributed")) to_distributed(o.object("distributed"), c);
+  if (o.has("testGradients")) to.test_gradients = o.string("testGradients");
   return c;
 }
 

@@ -100,6 +100,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
          InstanceMethod<&TrainerWrap::SetCounters>("setCounters"),
          InstanceMethod<&TrainerWrap::Sample>("sample"),
          InstanceMethod<&TrainerWrap::SetSampleWeights>("setSampleWeights"),
+         InstanceMethod<&TrainerWrap::Distributed>("distributedInfo"),
          InstanceMethod<&TrainerWrap::Dispose>("dispose"),
          InstanceAccessor<&TrainerWrap::Disposed>("disposed")});
   }
@@ -186,6 +187,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value SetCounters(const Napi::CallbackInfo& info);
   Napi::Value SetSampleWeights(const Napi::CallbackInfo& info);
+  Napi::Value Distributed(const Napi::CallbackInfo& info);
 
   Napi::Value Abort(const Napi::CallbackInfo& info) {
     state_->abort = true;  // always allowed, also after dispose
@@ -274,6 +276,20 @@ Napi::Value TrainerWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("weightDecay", t.weight_decay());
   o.Set("emaUpdates", static_cast<double>(t.ema() ? t.ema()->updates() : 0));
   o.Set("lastOptStep", static_cast<double>(t.last_opt_step()));
+  return o;
+}
+
+// distributedInfo() → null, or { parameters (names averaged), bytes and buckets the last step
+// all-reduced }, without waiting for a running epoch (the counts are atomics).
+Napi::Value TrainerWrap::Distributed(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  state_->life.check(env);
+  const auto* sync = state_->trainer->gradient_sync();
+  if (!sync) return env.Null();
+  auto o = Napi::Object::New(env);
+  o.Set("parameters", from_strings(env, sync->names()));
+  o.Set("lastStepBytes", static_cast<double>(sync->last_bytes()));
+  o.Set("lastStepBuckets", static_cast<double>(sync->buckets()));
   return o;
 }
 

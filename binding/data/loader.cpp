@@ -38,6 +38,8 @@ Loader::Loader(std::vector<Sample> samples, LoaderOptions opts, AugmentHyp hyp)
     : samples_(std::move(samples)), opts_(opts), hyp_(hyp), cache_(samples_.size()) {
   TORCH_CHECK(!samples_.empty(), "the data set is empty");
   TORCH_CHECK(opts_.batch >= 1 && opts_.imgsz >= opts_.stride, "bad loader options");
+  TORCH_CHECK(opts_.world >= 1 && opts_.rank >= 0 && opts_.rank < opts_.world,
+              "bad loader shard: rank ", opts_.rank, " of ", opts_.world);
   if (opts_.rect) {
     // Aspect-ratio batches, as val forms them (pad 0 for training).
     rect_order_.resize(samples_.size());
@@ -68,7 +70,41 @@ Loader::Loader(std::vector<Sample> samples, LoaderOptions opts, AugmentHyp hyp)
 
 Loader::~Loader() { stop(); }
 
-int64_t Loader::batches_per_epoch() const { return (size() + opts_.batch - 1) / opts_.batch; }
+int64_t Loader::batches_per_epoch() const {
+  const int64_t per_rank = (size() + opts_.world - 1) / opts_.world;
+  if (opts_.world > 1 && opts_.rect) {
+    // Whole shape batches per rank, their count padded to a multiple of the world size.
+    const int64_t shapes = static_cast<int64_t>(batch_shapes_.size());
+    return (shapes + opts_.world - 1) / opts_.world;
+  }
+  return (per_rank + opts_.batch - 1) / opts_.batch;
+}
+
+void Loader::shard() {
+  const int64_t W = opts_.world, B = opts_.batch, n = static_cast<int64_t>(order_.size());
+  std::vector<int64_t> out;
+  batch_starts_.assign(1, 0);
+  if (W > 1 && opts_.rect) {
+    // Whole shape batches (one shape each): rank r takes batches r, r + W, …, padded from the
+    // start so that every rank has as many.
+    const int64_t shapes = (n + B - 1) / B, per = (shapes + W - 1) / W;
+    for (int64_t k = 0; k < per; ++k) {
+      const int64_t b = (k * W + opts_.rank) % shapes;
+      for (int64_t j = b * B; j < std::min(n, (b + 1) * B); ++j) out.push_back(order_[j]);
+      batch_starts_.push_back(static_cast<int64_t>(out.size()));
+    }
+    order_ = std::move(out);
+    return;
+  }
+  if (W > 1) {
+    // Padded to a multiple of W with the order's first indices, then every W-th from the rank's.
+    const int64_t total = (n + W - 1) / W * W;
+    for (int64_t j = opts_.rank; j < total; j += W) out.push_back(order_[j % n]);
+    order_ = std::move(out);
+  }
+  const int64_t m = static_cast<int64_t>(order_.size());
+  for (int64_t s = B; s < m + B; s += B) batch_starts_.push_back(std::min(s, m));
+}
 
 std::shared_ptr<const Image> Loader::load_resized(int64_t i) {
   if (opts_.cache) {
@@ -182,7 +218,7 @@ std::pair<Image, std::vector<std::array<float, 5>>> Loader::sample(int64_t index
 
 Batch Loader::make_batch(int64_t b) {
   Batch batch;
-  const int64_t start = b * opts_.batch, end = std::min(size(), start + opts_.batch);
+  const int64_t start = batch_starts_[b], end = batch_starts_[b + 1];
   std::vector<Image> images;
   std::vector<float> targets;
   for (int64_t k = start; k < end; ++k) {
@@ -266,7 +302,8 @@ void Loader::start_epoch(int64_t epoch, bool mosaic) {
       std::shuffle(order_.begin(), order_.end(), rng);
     }
   }
-  nb_ = batches_per_epoch();
+  shard();
+  nb_ = static_cast<int64_t>(batch_starts_.size()) - 1;
   next_produce_ = next_consume_ = 0;
   ready_.clear();
   for (int i = 0; i < std::max(1, opts_.workers); ++i) threads_.emplace_back([this] { worker(); });

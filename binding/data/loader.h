@@ -32,6 +32,8 @@ struct LoaderOptions {
   bool cache = false;  // keep resized images in memory
   int workers = 0;
   uint64_t seed = 0;
+  // Data-parallel: this rank's shard of each epoch (world 1: everything). `batch` is per rank.
+  int rank = 0, world = 1;
 };
 
 struct Batch {
@@ -69,6 +71,9 @@ class Loader {
   std::pair<Image, std::vector<Box>> load_mosaic(int64_t index, Rng& rng);
   std::pair<Image, std::vector<Box>> load_letterboxed(int64_t index, int h, int w, Rng& rng);
   Batch make_batch(int64_t b);
+  // Keeps this rank's part of order_ (as PyTorch's DistributedSampler takes it) and sets
+  // batch_starts_.
+  void shard();
   void worker();
 
   std::vector<Sample> samples_;
@@ -86,6 +91,7 @@ class Loader {
   std::condition_variable cv_;
   std::vector<std::thread> threads_;
   std::vector<int64_t> order_;
+  std::vector<int64_t> batch_starts_;  // batch b is order_[batch_starts_[b] … batch_starts_[b+1])
   std::map<int64_t, Batch> ready_;
   int64_t epoch_ = 0;
   bool mosaic_ = true;

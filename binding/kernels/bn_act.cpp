@@ -298,11 +298,29 @@ void for_each_block(const Layout& L, RowsFn rows_fn, PlaneFn plane_fn) {
 
 struct Stats {
   std::vector<float> mean, invstd;
+  double count = 0;  // values per channel behind the statistics (over every rank with --sync-bn)
 };
 
-// Batch statistics; updates the running ones (momentum as PyTorch: unbiased variance).
+thread_local ChannelSumsReducer* current_sync = nullptr;
+
+// Two per-channel sums and a count, summed over the ranks in one all-reduce.
+double sum_over_ranks(ChannelSumsReducer* sync, std::vector<double>& a, std::vector<double>& b,
+                      double count) {
+  const size_t C = a.size();
+  std::vector<double> v(a);
+  v.insert(v.end(), b.begin(), b.end());
+  v.push_back(count);
+  sync->sum(v);
+  std::copy(v.begin(), v.begin() + C, a.begin());
+  std::copy(v.begin() + C, v.begin() + 2 * C, b.begin());
+  return v[2 * C];
+}
+
+// Batch statistics (over every rank with `sync`); updates the running ones (momentum as
+// PyTorch: unbiased variance).
 Stats batch_stats(const Layout& L, const float* x, torch::Tensor& running_mean,
-                  torch::Tensor& running_var, double momentum, double eps) {
+                  torch::Tensor& running_var, double momentum, double eps,
+                  ChannelSumsReducer* sync) {
   std::vector<double> s, q;
   channel_sums(
       L, s, q,
@@ -310,8 +328,10 @@ Stats batch_stats(const Layout& L, const float* x, torch::Tensor& running_mean,
       [&](int64_t n, int64_t c, double* ps, double* pq) {
         plane_stats(x + (n * L.C + c) * L.HW, L.HW, ps, pq);
       });
-  const double M = static_cast<double>(L.count());
+  double M = static_cast<double>(L.count());
+  if (sync) M = sum_over_ranks(sync, s, q, M);
   Stats st;
+  st.count = M;
   st.mean.resize(L.C);
   st.invstd.resize(L.C);
   std::vector<float> batch_var(L.C);
@@ -372,7 +392,8 @@ class BnActFunction : public torch::autograd::Function<BnActFunction> {
                                torch::Tensor weight, torch::Tensor bias, torch::Tensor running_mean,
                                torch::Tensor running_var, double momentum, double eps, bool act) {
     const auto L = layout_of(x);
-    auto st = batch_stats(L, x.data_ptr<float>(), running_mean, running_var, momentum, eps);
+    auto* sync = current_sync;
+    auto st = batch_stats(L, x.data_ptr<float>(), running_mean, running_var, momentum, eps, sync);
     std::vector<float> a, b;
     scale_shift(st, to_floats(weight), to_floats(bias), a, b);
     auto z = torch::empty_like(x);
@@ -381,6 +402,10 @@ class BnActFunction : public torch::autograd::Function<BnActFunction> {
     ctx->saved_data["mean"] = from_floats(st.mean);
     ctx->saved_data["invstd"] = from_floats(st.invstd);
     ctx->saved_data["act"] = act;
+    ctx->saved_data["count"] = st.count;
+    // The backward may run on another thread (CUDA's autograd threads): it takes the reducer from
+    // here (the trainer that installed it outlives the graph).
+    ctx->saved_data["sync"] = reinterpret_cast<int64_t>(sync);
     return z;
   }
 
@@ -412,12 +437,17 @@ class BnActFunction : public torch::autograd::Function<BnActFunction> {
           const int64_t off = (n * L.C + c) * L.HW;
           plane_grad_sums(gp + off, xp + off, L.HW, a[c], b[c], st.mean[c], act, ps, px);
         });
-    const double M = static_cast<double>(L.count());
+    const double M = ctx->saved_data["count"].toDouble();
     std::vector<float> g_gamma(L.C), g_beta(L.C), k1(L.C), k0(L.C);
     for (int64_t c = 0; c < L.C; ++c) {
-      const double inv = st.invstd[c];
       g_beta[c] = static_cast<float>(sg[c]);
-      g_gamma[c] = static_cast<float>(sgx[c] * inv);
+      g_gamma[c] = static_cast<float>(sgx[c] * st.invstd[c]);
+    }
+    // The input gradient needs the sums over every rank's batch, as its statistics did.
+    auto* sync = reinterpret_cast<ChannelSumsReducer*>(ctx->saved_data["sync"].toInt());
+    if (sync && ctx->needs_input_grad(0)) sum_over_ranks(sync, sg, sgx, 0);
+    for (int64_t c = 0; c < L.C; ++c) {
+      const double inv = st.invstd[c];
       k1[c] = static_cast<float>(-a[c] * inv * inv * sgx[c] / M);
       k0[c] = static_cast<float>(-a[c] * sg[c] / M);
     }
@@ -452,9 +482,119 @@ class BnActFunction : public torch::autograd::Function<BnActFunction> {
   }
 };
 
+std::vector<double> to_doubles(const torch::Tensor& t) {
+  auto c = t.detach().to(torch::kCPU, torch::kDouble).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+torch::Tensor channels(const std::vector<double>& v, const torch::Tensor& like) {
+  return torch::from_blob(const_cast<double*>(v.data()), {1, static_cast<int64_t>(v.size()), 1, 1},
+                          torch::kDouble)
+      .to(like.device(), like.scalar_type());
+}
+
+struct SyncStats {
+  torch::Tensor mean, invstd;  // (1, C, 1, 1), x's dtype and device
+  double count = 0;
+};
+
+// Batch statistics over every rank (this thread's reducer); updates the running ones.
+SyncStats synced_stats(const torch::Tensor& x, torch::Tensor& running_mean,
+                       torch::Tensor& running_var, double momentum, double eps) {
+  torch::NoGradGuard no_grad;
+  const std::vector<int64_t> dims{0, 2, 3};
+  auto s = to_doubles(x.sum(dims)), q = to_doubles((x * x).sum(dims));
+  const double M = sum_over_ranks(current_sync, s, q, static_cast<double>(x.numel() / x.size(1)));
+  std::vector<double> mean(s.size()), invstd(s.size()), var_unbiased(s.size());
+  for (size_t c = 0; c < s.size(); ++c) {
+    mean[c] = s[c] / M;
+    const double var = std::max(q[c] / M - mean[c] * mean[c], 0.0);
+    invstd[c] = 1.0 / std::sqrt(var + eps);
+    var_unbiased[c] = M > 1 ? var * M / (M - 1) : var;
+  }
+  running_mean.mul_(1 - momentum).add_(channels(mean, running_mean).view({-1}), momentum);
+  running_var.mul_(1 - momentum).add_(channels(var_unbiased, running_var).view({-1}), momentum);
+  return {channels(mean, x), channels(invstd, x), M};
+}
+
+torch::Tensor normalize(const torch::Tensor& x, const SyncStats& st, const torch::Tensor& weight,
+                        const torch::Tensor& bias) {
+  return (x - st.mean) * st.invstd * weight.view({1, -1, 1, 1}) + bias.view({1, -1, 1, 1});
+}
+
+// SyncBatchNorm in tensor operations (any device): the same sums as the fused kernel's.
+class SyncBnFunction : public torch::autograd::Function<SyncBnFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x,
+                               torch::Tensor weight, torch::Tensor bias, torch::Tensor running_mean,
+                               torch::Tensor running_var, double momentum, double eps) {
+    auto st = synced_stats(x, running_mean, running_var, momentum, eps);
+    ctx->save_for_backward({x, weight, st.mean, st.invstd});
+    ctx->saved_data["count"] = st.count;
+    ctx->saved_data["sync"] = reinterpret_cast<int64_t>(current_sync);  // as in BnActFunction
+    return normalize(x, st, weight, bias);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w = saved[1], &m = saved[2], &inv = saved[3];
+    const auto& gy = grads[0];
+    const std::vector<int64_t> dims{0, 2, 3};
+    auto xm = x - m;
+    auto sg_t = gy.sum(dims), sgx_t = (gy * xm).sum(dims);
+    torch::Tensor gx;
+    if (ctx->needs_input_grad(0)) {
+      // The input gradient needs the sums over every rank's batch; the weight's stays local.
+      auto* sync = reinterpret_cast<ChannelSumsReducer*>(ctx->saved_data["sync"].toInt());
+      auto sg = to_doubles(sg_t), sgx = to_doubles(sgx_t);
+      sum_over_ranks(sync, sg, sgx, 0);
+      const double M = ctx->saved_data["count"].toDouble();
+      auto k0 = channels(sg, x) / M, k1 = channels(sgx, x) / M;
+      gx = w.view({1, -1, 1, 1}) * inv * (gy - k0 - xm * inv * inv * k1);
+    }
+    return {
+        gx,
+        ctx->needs_input_grad(1) ? (sgx_t * inv.view({-1})).to(w.scalar_type()) : torch::Tensor(),
+        ctx->needs_input_grad(2) ? sg_t : torch::Tensor(),
+        torch::Tensor(),
+        torch::Tensor(),
+        torch::Tensor(),
+        torch::Tensor()};
+  }
+};
+
 std::atomic<bool> fused_enabled{true};
 
 }  // namespace
+
+SyncBatchNormScope::SyncBatchNormScope(ChannelSumsReducer* reducer) : previous_(current_sync) {
+  current_sync = reducer;
+}
+SyncBatchNormScope::~SyncBatchNormScope() { current_sync = previous_; }
+ChannelSumsReducer* sync_batch_norm() { return current_sync; }
+
+torch::Tensor synced_batch_norm(torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
+  TORCH_CHECK(current_sync != nullptr && bn->is_training(), "synced_batch_norm: not synchronised");
+  const auto& o = bn->options;
+  TORCH_CHECK(o.affine() && o.track_running_stats(),
+              "--sync-bn needs BatchNorm with affine weights and running statistics");
+  double momentum = 0;
+  {
+    torch::NoGradGuard no_grad;
+    bn->num_batches_tracked.add_(1);
+    momentum = o.momentum().has_value()
+                   ? *o.momentum()
+                   : 1.0 / static_cast<double>(bn->num_batches_tracked.item<int64_t>());
+  }
+  if (!torch::GradMode::is_enabled()) {
+    // A frozen prefix: the same statistics, no graph.
+    auto st = synced_stats(x, bn->running_mean, bn->running_var, momentum, o.eps());
+    return normalize(x, st, bn->weight, bn->bias);
+  }
+  return SyncBnFunction::apply(x, bn->weight, bn->bias, bn->running_mean, bn->running_var, momentum,
+                               o.eps());
+}
 
 void set_fused_batch_norm(bool enabled) { fused_enabled = enabled; }
 bool fused_batch_norm() { return fused_enabled; }
@@ -497,7 +637,8 @@ torch::Tensor batch_norm_act(torch::nn::BatchNorm2d& bn, const torch::Tensor& in
   const auto L = layout_of(x);
   Stats st;
   if (training) {
-    st = batch_stats(L, x.data_ptr<float>(), bn->running_mean, bn->running_var, momentum, o.eps());
+    st = batch_stats(L, x.data_ptr<float>(), bn->running_mean, bn->running_var, momentum, o.eps(),
+                     current_sync);
   } else {
     st.mean = to_floats(bn->running_mean);
     st.invstd = to_floats(bn->running_var);

@@ -27,9 +27,15 @@ void count_flops(torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
   if (FlopCounter::sink != nullptr) *FlopCounter::sink += 4.0 * static_cast<double>(x.numel());
 }
 
+// BatchNorm without the fused kernel: --sync-bn's statistics over every rank when training.
+static torch::Tensor plain_batch_norm(torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
+  if (bn->is_training() && sync_batch_norm() != nullptr) return synced_batch_norm(bn, x);
+  return bn->forward(x);
+}
+
 torch::Tensor counted(torch::nn::BatchNorm2d& bn, const torch::Tensor& x) {
   count_flops(bn, x);
-  return bn->forward(x);
+  return plain_batch_norm(bn, x);
 }
 
 torch::Tensor Activation::operator()(const torch::Tensor& x) const {
@@ -98,7 +104,7 @@ torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
           bn, y, use_act_ && act_.kind == "SiLU" ? FusedAct::SiLU : FusedAct::Identity, true);
       if (z.defined()) return z;
     }
-    y = bn->forward(y);
+    y = plain_batch_norm(bn, y);
   }
   if (!use_act_) return y;
   // y is this call's own fresh tensor: without autograd (inference, a frozen prefix) the

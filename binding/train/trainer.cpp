@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <random>
 
 namespace yolo5 {
@@ -59,6 +60,49 @@ Trainer::Trainer(std::shared_ptr<YoloModelImpl> model, std::shared_ptr<ModelEma>
   }
   optimizer_ = std::make_unique<Optimizer>(*model_, opts_.optimizer, opts_.hyp.lr0,
                                            opts_.hyp.momentum, schedule_.weight_decay());
+  if (opts_.dist) start_distributed();
+}
+
+void Trainer::start_distributed() {
+  // Only trainable parameters are registered: frozen ones are never communicated.
+  std::vector<std::pair<std::string, torch::Tensor>> trainable;
+  for (const auto& item : model_->named_parameters())
+    if (item.value().requires_grad()) trainable.emplace_back(item.key(), item.value());
+  grad_sync_ = std::make_unique<GradientSync>(opts_.dist, std::move(trainable));
+  if (opts_.sync_bn) bn_sums_ = std::make_unique<GroupChannelSums>(opts_.dist);
+}
+
+std::pair<bool, bool> Trainer::agree(bool abort, bool non_finite) {
+  if (!opts_.dist) return {abort, non_finite};
+  const auto any = opts_.dist->any({abort, non_finite}, "agreeing on the next step");
+  return {any[0], any[1]};
+}
+
+torch::Tensor Trainer::loss_for_backward(const LossOutput& loss) {
+  if (!grad_sync_) return loss.total;
+  grad_sync_->before_backward();
+  return loss.total * static_cast<double>(opts_.dist->world());
+}
+
+// The test hook's file: a JSON line {"names": […], "shapes": […]}, then every gradient as
+// little-endian float32 in NCHW order, in that order.
+void Trainer::write_test_gradients() {
+  std::ofstream out(opts_.test_gradients, std::ios::binary);
+  std::string names, shapes;
+  std::vector<torch::Tensor> grads;
+  for (const auto& item : model_->named_parameters()) {
+    if (!item.value().requires_grad() || !item.value().grad().defined()) continue;
+    names += (names.empty() ? "\"" : ",\"") + item.key() + "\"";
+    std::string shape;
+    for (auto d : item.value().sizes()) shape += (shape.empty() ? "" : ",") + std::to_string(d);
+    shapes += (shapes.empty() ? "[" : ",[") + shape + "]";
+    grads.push_back(item.value().grad().to(torch::kCPU, torch::kFloat).contiguous());
+  }
+  out << "{\"names\":[" << names << "],\"shapes\":[" << shapes << "]}\n";
+  for (const auto& g : grads)
+    out.write(static_cast<const char*>(g.data_ptr()), static_cast<std::streamsize>(g.nbytes()));
+  TORCH_CHECK(out.good(), "could not write the test gradients to ", opts_.test_gradients);
+  opts_.test_gradients.clear();  // once per trainer
 }
 
 void Trainer::set_train_mode() {
@@ -95,10 +139,20 @@ torch::Tensor Trainer::batch_images(const torch::Tensor& images, int64_t ni) con
 }
 
 LossOutput Trainer::forward_loss(const torch::Tensor& images, const torch::Tensor& targets) {
+  SyncBatchNormScope sync_bn(bn_sums_.get());
   return compute_loss(model_->forward(images).raw, targets, model_->detect(), opts_.loss);
 }
 
-void Trainer::backward(const LossOutput& loss) { loss.total.backward(); }
+void Trainer::backward(const LossOutput& loss) {
+  auto total = loss_for_backward(loss);
+  if (!grad_sync_) return total.backward();
+  // Buckets are all-reduced as their gradients come in; finish waits for them.
+  opts_.dist->guard("averaging the gradients", [&] {
+    total.backward();
+    grad_sync_->finish_backward();
+    return 0;
+  });
+}
 
 bool Trainer::maybe_step(int64_t ni, int accumulate) {
   if (ni - last_opt_step_.load() < accumulate) return false;
@@ -124,7 +178,8 @@ EpochStats Trainer::run_epoch(int64_t epoch, bool mosaic,
   int accumulate = schedule_.accumulate();
   optimizer_->zero_grad();
   for (;; ++i) {
-    if (abort.load()) {
+    // With several ranks, all stop at the same step: they agree after the forward pass.
+    if (!opts_.dist && abort.load()) {
       stats.aborted = true;
       break;
     }
@@ -140,15 +195,23 @@ EpochStats Trainer::run_epoch(int64_t epoch, bool mosaic,
     auto out = forward_loss(imgs, targets);
     auto parts = out.parts.to(torch::kCPU);
     lap(stats.times.forward);
-    if (!torch::isfinite(out.total).item<bool>()) {
+    const bool finite = torch::isfinite(out.total).item<bool>();
+    const auto [stop, non_finite] = agree(opts_.dist && abort.load(), !finite);
+    if (stop) {
+      stats.aborted = true;
+      break;
+    }
+    if (non_finite) {
       stats.non_finite = true;
-      stats.warnings.push_back("loss is " + std::to_string(out.total.item<double>()) +
+      stats.warnings.push_back((finite ? std::string("a loss on another rank was NaN or inf")
+                                       : "loss is " + std::to_string(out.total.item<double>())) +
                                " at epoch " + std::to_string(epoch) + " batch " +
                                std::to_string(i));
       optimizer_->zero_grad();
       break;
     }
     backward(out);
+    if (!opts_.test_gradients.empty()) write_test_gradients();
     lap(stats.times.backward);
     maybe_step(ni, accumulate);
     lap(stats.times.optimizer);

@@ -12,6 +12,7 @@
 #include "data/loader.h"
 #include "loss/loss.h"
 #include "model/yolo.h"
+#include "train/dist.h"
 #include "train/ema.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
@@ -37,6 +38,12 @@ struct TrainerOptions {
   // Convolution weights and batches in NHWC memory order (oneDNN's native layout on CPU: no
   // reorders around each convolution). Numerically the same model; state read-outs are NCHW.
   bool channels_last = false;
+  // Data-parallel training in this group (null: one process). `batch` stays the global batch
+  // (the schedule's); the loader's is per rank.
+  std::shared_ptr<DistGroup> dist;
+  bool sync_bn = false;  // BatchNorm statistics over every rank's batch
+  // Test hook: the first step's averaged gradients are written to this file (empty: never).
+  std::string test_gradients;
 };
 
 // The reference clips the gradient norm at 10 before every optimizer step.
@@ -98,6 +105,8 @@ class Trainer {
   void set_last_opt_step(int64_t v) { last_opt_step_.store(v); }
   // Host memory this trainer holds beyond the models: optimizer state, gradients, image cache.
   int64_t host_bytes();
+  // Data-parallel: the parameters whose gradients are averaged, the bytes the last step sent.
+  const GradientSync* gradient_sync() const { return grad_sync_.get(); }
 
  private:
   // The phases of one iteration, each its own step so that mixed precision (autocast around
@@ -111,6 +120,13 @@ class Trainer {
   // Clip, step, zero the gradients and update the EMA once `accumulate` iterations passed.
   bool maybe_step(int64_t ni, int accumulate);
   void set_train_mode();
+  // Data-parallel hooks: the Reducer over the trainable parameters; every rank's verdict on
+  // stopping (abort, a non-finite loss) so that all stop at the same batch; the loss backward
+  // differentiates (× world size, as the reference: the Reducer averages, the loss is a sum).
+  void start_distributed();
+  std::pair<bool, bool> agree(bool abort, bool non_finite);
+  torch::Tensor loss_for_backward(const LossOutput& loss);
+  void write_test_gradients();
 
   std::shared_ptr<YoloModelImpl> model_;
   std::shared_ptr<ModelEma> ema_;
@@ -120,6 +136,8 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;
   torch::Device device_{torch::kCPU};
   std::atomic<int64_t> last_opt_step_{-1};
+  std::unique_ptr<GradientSync> grad_sync_;
+  std::unique_ptr<GroupChannelSums> bn_sums_;
 };
 
 }  // namespace yolo5

@@ -15,7 +15,9 @@ import {
   type EvolveParent,
   type OptimizerName,
 } from '../options';
+import { distributedFromEnv } from '../train/dist';
 import { evolve } from '../train/evolve';
+import { launch, takeFlag } from '../train/launch';
 import { bar, ProgressPrinter, valProgress } from '../report/progress';
 import { train, type BatchEvent, type TrainOptions, type TrainResult } from '../train/train';
 import { EXIT } from './exit';
@@ -46,6 +48,8 @@ interface TrainCliOptions {
   patience?: number;
   freeze?: string[];
   freezeBn?: boolean;
+  syncBn?: boolean;
+  nproc?: number;
   seed?: number;
   singleCls?: boolean;
   closeMosaic?: number;
@@ -131,6 +135,12 @@ function addRunFlags(c: Command): Command {
       'freeze the first N layers, the listed layers, or name prefixes/globs',
     )
     .option('--freeze-bn', "also hold frozen layers' BatchNorm statistics")
+    .option(
+      '--nproc <n>',
+      'distributed: train with N ranks on this machine (threads split among them)',
+      parseInteger('--nproc', 1),
+    )
+    .option('--sync-bn', 'distributed: BatchNorm statistics over every rank (SyncBatchNorm)')
     .option('--seed <n>', `random seed ${def(D.seed)}`, parseInteger('--seed', 0))
     .option('--single-cls', 'train as a single class')
     .option(
@@ -202,6 +212,7 @@ function toTrainOptions(o: TrainCliOptions, log: (line: string) => void): TrainO
     ...given('labelSmoothing', o.labelSmoothing),
     ...given('patience', o.patience),
     ...given('freezeBn', flag(o.freezeBn)),
+    ...given('syncBn', flag(o.syncBn)),
     ...given('seed', o.seed),
     ...given('singleCls', flag(o.singleCls)),
     ...given('closeMosaic', o.closeMosaic),
@@ -255,10 +266,33 @@ function summary(r: TrainResult): string {
   return `Training ${r.status}: best fitness ${r.bestFitness.toFixed(4)}, ${where}`;
 }
 
+/** `--nproc N`: this command again as N ranks (lib/train/launch.ts); resolves with the exit code. */
+async function launchRanks(o: TrainCliOptions, raw: string[], evolving: boolean): Promise<number> {
+  if (evolving)
+    throw new Yolo5Error('E_ARG', '--nproc does not combine with --evolve: evolve in one process');
+  if (process.env.WORLD_SIZE !== undefined && process.env.WORLD_SIZE !== '1')
+    throw new Yolo5Error(
+      'E_ARG',
+      `--nproc starts its own ranks, but WORLD_SIZE=${process.env.WORLD_SIZE} says this process already is one: drop --nproc or the variable`,
+    );
+  const args = takeFlag(takeFlag(raw.slice(2), '--nproc').args, '--threads').args;
+  return launch({
+    nproc: o.nproc!,
+    script: raw[1]!,
+    args,
+    ...(o.threads !== undefined ? { threads: o.threads } : {}),
+  });
+}
+
 /** Runs a training or an evolution; resolves with the exit code. */
-async function runTrainCommand(o: TrainCliOptions): Promise<number> {
-  const out = (s: string) => process.stdout.write(`${s}\n`);
+async function runTrainCommand(o: TrainCliOptions, raw: string[]): Promise<number> {
   const evolving = o.evolve !== undefined || o.resumeEvolve !== undefined;
+  if (o.nproc !== undefined && o.nproc > 1) return launchRanks(o, raw, evolving);
+  // Ranks other than 0 print only warnings and errors: rank 0 tells the run.
+  const quiet = (distributedFromEnv()?.rank ?? 0) > 0;
+  const out = (s: string) => {
+    if (!quiet || s.startsWith('WARNING')) process.stdout.write(`${s}\n`);
+  };
   if (evolving && o.resume !== undefined) {
     throw new Yolo5Error(
       'E_ARG',
@@ -283,8 +317,8 @@ async function runTrainCommand(o: TrainCliOptions): Promise<number> {
       return r.status === 'aborted' ? (interrupt.exitCode() ?? EXIT.failure) : EXIT.ok;
     }
     const run = train(opts);
-    run.on('batch', progress.onBatch);
-    if (progress.printer.tty) run.on('valBatch', valProgress(progress.printer));
+    if (!quiet) run.on('batch', progress.onBatch);
+    if (!quiet && progress.printer.tty) run.on('valBatch', valProgress(progress.printer));
     const result = await run;
     out(summary(result));
     if (result.status === 'aborted') return interrupt.exitCode() ?? EXIT.failure;
@@ -307,6 +341,7 @@ export function trainCommand(): Command {
     'train (or fine-tune with frozen layers); without --data: fine-tune the bundled model on the built-in shapes set',
   );
   return addRunFlags(addTrainingFlags(c)).action(async (o: TrainCliOptions) => {
-    process.exitCode = await runTrainCommand(o);
+    // --nproc runs this process's own command line again, once per rank.
+    process.exitCode = await runTrainCommand(o, process.argv);
   });
 }

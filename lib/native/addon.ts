@@ -214,6 +214,35 @@ export interface NativeTrainerOptions {
   /** Augmentation and optimizer hyperparameters (hyp yaml keys). */
   hyp: Record<string, number>;
   loss: LossHyp;
+  /** Data-parallel training in this joined group: `batch` is global, the loader's is per rank. */
+  distributed?: { group: NativeProcessGroup; syncBn: boolean };
+  /** Test hook: the first step's (averaged) gradients are written to this file (see README). */
+  testGradients?: string;
+}
+
+/** What `NativeProcessGroup.join` takes: torchrun's variables, checked (lib/train/dist.ts). */
+export interface NativeGroupOptions {
+  rank: number;
+  worldSize: number;
+  localRank: number;
+  masterAddr: string;
+  masterPort: number;
+  /** Seconds, for the rendezvous and every collective. */
+  timeout: number;
+  backend: 'gloo' | 'nccl';
+}
+
+/** One rank's membership of a c10d process group (binding/train/dist.h). */
+export interface NativeProcessGroup {
+  join(options: NativeGroupOptions): Promise<void>;
+  info(): { rank: number; worldSize: number; backend: string; who: string };
+  /** Small payloads through the rendezvous store; get waits (up to the timeout) for the key. */
+  set(key: string, value: string): Promise<void>;
+  get(key: string): Promise<string>;
+  barrier(): Promise<void>;
+  /** Rank 0's parameters and buffers into this rank's model. */
+  broadcastModel(model: NativeModel): Promise<void>;
+  leave(): void;
 }
 
 /** Cumulative seconds this epoch: loader wait, forward + loss, backward, optimizer step + EMA. */
@@ -281,6 +310,12 @@ export interface NativeTrainer {
   loadOptimizerState(buffers: NativeOptimizerBuffer[]): Promise<void>;
   setCounters(c: { emaUpdates?: number; lastOptStep?: number }): void;
   setSampleWeights(weights: Float64Array | null): void;
+  /** Data-parallel: the parameters whose gradients are averaged, what the last step sent. */
+  distributedInfo(): {
+    parameters: string[];
+    lastStepBytes: number;
+    lastStepBuckets: number;
+  } | null;
   sample(
     index: number,
     epoch: number,
@@ -298,6 +333,9 @@ export interface NativeAddon {
     samples: NativeSample[],
     options: NativeTrainerOptions,
   ) => NativeTrainer;
+  NativeProcessGroup: new () => NativeProcessGroup;
+  /** Whether this build has distributed training (the Gloo headers were found) and NCCL. */
+  distInfo(): { available: boolean; nccl: boolean };
   createModel(spec: NativeModelSpec): Promise<NativeModel>;
   libtorchVersion: string;
   cudaInfo(): { available: boolean; deviceCount: number };
@@ -489,9 +527,17 @@ const NATIVE_CODES: ReadonlySet<string> = new Set(['E_DISPOSED', 'E_BUSY']);
 function nativeError(what: string, e: unknown): Yolo5Error {
   if (e instanceof Yolo5Error) return e;
   const raw = (e as { code?: unknown } | null)?.code;
+  // Distributed failures (binding/train/dist.h) start "DDP rank R of N (store ADDR:PORT)".
+  const dist = e instanceof Error && /^DDP rank \d+/.test(e.message);
   const code =
-    typeof raw === 'string' && NATIVE_CODES.has(raw) ? (raw as Yolo5ErrorCode) : 'E_NATIVE';
-  return new Yolo5Error(code, `${what}: ${e instanceof Error ? e.message : String(e)}`, {
+    typeof raw === 'string' && NATIVE_CODES.has(raw)
+      ? (raw as Yolo5ErrorCode)
+      : dist
+        ? 'E_DIST'
+        : 'E_NATIVE';
+  const message = e instanceof Error ? e.message : String(e);
+  // A distributed failure names its rank and store itself.
+  return new Yolo5Error(code, dist ? message : `${what}: ${message}`, {
     cause: e,
   });
 }

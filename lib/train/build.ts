@@ -16,6 +16,7 @@ import type { Model, ModelInfo } from '../model/model';
 import { toNativeData } from '../model/weights';
 import {
   native,
+  nativeCall,
   type LossHyp,
   type NativeTrainer,
   type NativeTrainerOptions,
@@ -27,6 +28,7 @@ import { toReferenceOpt } from '../report/opt';
 import { TrainReport } from '../report/run-plots';
 import { makeRunDir } from '../report/runs';
 import { checkAnchors } from './autoanchor';
+import { shareFromMain, type Distributed } from './dist';
 import { imageWeights } from './image-weights';
 import { removeRunTemporaries, type ResumePoint } from './resume';
 import { optimizerFromCheckpoint, resultsText } from './state';
@@ -53,16 +55,18 @@ export interface Training {
   csv: string;
   /** Each checkpoint's `opt` (camelCase TrainOptions; opt.yaml holds them with the reference's keys). */
   savedOpt: Record<string, unknown>;
+  /** Data-parallel: this rank's group (absent: one process). */
+  dist?: Distributed;
+  /** Writes the run folder, validates and logs: one process, or rank 0. */
+  main: boolean;
   /** Plots, mosaics and TensorBoard scalars of the run folder. */
-  report: TrainReport;
+  report?: TrainReport;
 }
 
 type Log = (line: string) => void;
 
-async function loadData(
-  opts: ResolvedTrainOptions,
-  log: Log,
-): Promise<{ file: string; data: DataConfig }> {
+/** The data yaml: the given one, or the built-in set (generated on first use). */
+async function dataFile(opts: ResolvedTrainOptions, log: Log): Promise<string> {
   // The generator loads only when the built-in data set is used.
   const file =
     opts.data ??
@@ -74,11 +78,15 @@ async function loadData(
       `Using the built-in synthetic data set ${file} (${opts.cfg ?? opts.weights}, ${opts.imgsz} px)`,
     );
   }
+  return file;
+}
+
+function readData(file: string): DataConfig {
   const data = readDataConfig(file);
   if (!data.train)
     throw new Yolo5Error('E_DATA', `${data.file}: missing train`, { file: data.file });
   if (!data.val) throw new Yolo5Error('E_DATA', `${data.file}: missing val`, { file: data.file });
-  return { file, data };
+  return data;
 }
 
 /** The hyp key `anchors` rebuilds the head with that many anchors per level, left to autoanchor. */
@@ -216,6 +224,7 @@ export function nativeTrainerOptions(
   stride: number,
   hyp: Hyp,
   loss: LossHyp,
+  dist?: Distributed,
 ): NativeTrainerOptions {
   return {
     imgsz: opts.imgsz,
@@ -235,7 +244,16 @@ export function nativeTrainerOptions(
     multiScale: opts.multiScale,
     hyp: Object.fromEntries(HYP_KEYS.map((k) => [k, hyp[k]])),
     loss,
+    ...(dist ? { distributed: { group: dist.group, syncBn: opts.syncBn } } : {}),
+    ...testGradients(dist),
   };
+}
+
+/** Test hook (README): YOLO5_TEST_GRADIENTS=file gets the first step's gradients (.rankN added). */
+function testGradients(dist: Distributed | undefined): { testGradients?: string } {
+  const file = process.env.YOLO5_TEST_GRADIENTS;
+  if (!file) return {};
+  return { testGradients: dist ? `${file}.rank${dist.rank}` : file };
 }
 
 /** A resumed trainer: raw weights, optimizer, counters and sample weights as they were saved. */
@@ -263,23 +281,93 @@ async function restoreTrainer(t: Training, point: ResumePoint): Promise<void> {
   }
 }
 
-/** Builds a training from resolved options (and the resume point, when resuming). */
+/** The training split, verified once (by rank 0 with several ranks), and the val split checked. */
+async function trainSplit(
+  data: DataConfig,
+  opts: ResolvedTrainOptions,
+  dist: Distributed | undefined,
+  log: Log,
+): Promise<SplitItem[]> {
+  return shareFromMain(dist, 'train-items', async () => {
+    const items = await loadSplit(data, 'train', log, opts.singleCls);
+    await loadSplit(data, 'val', log, opts.singleCls); // checked (and cached) before training starts
+    return items;
+  });
+}
+
+/** The trainer over the model (and its EMA, on rank 0), with every option given. */
+function nativeTrainer(
+  model: Model,
+  ema: Model | undefined,
+  items: SplitItem[],
+  options: NativeTrainerOptions,
+): NativeTrainer {
+  const samples = items.map((it) => ({
+    path: it.file,
+    width: it.width,
+    height: it.height,
+    labels: Float32Array.from(it.labels.flat()),
+  }));
+  return new (native().NativeTrainer)(
+    model.nativeHandle(),
+    ema ? ema.nativeHandle() : null,
+    samples,
+    options,
+  );
+}
+
+/** The run folder's plots and TensorBoard file (labels, correlogram, first train batches). */
+function startReport(t: Training, point: ResumePoint | undefined, log: Log): Promise<TrainReport> {
+  const { saveDir, names, opts } = t;
+  const batch = opts.batch / (t.dist?.worldSize ?? 1);
+  return TrainReport.start(
+    { saveDir, names, plots: !opts.noplots, resumed: point !== undefined, log },
+    t.trainItems,
+    t.trainer,
+    batch,
+  );
+}
+
+function header(t: Training, log: Log): void {
+  const { opts, dist } = t;
+  const ti = t.trainer.info();
+  if (dist) {
+    const bytes = t.info.gradients * 4;
+    log(
+      `DDP: world size ${dist.worldSize}, backend ${dist.backend} (store ${dist.masterAddr}:${dist.masterPort}); ` +
+        `batch ${opts.batch} = ${dist.worldSize} × ${opts.batch / dist.worldSize}; gradients averaged: ` +
+        `${t.info.gradients.toLocaleString('en-US')} trainable parameters, ${(bytes / 1e6).toFixed(2)} MB per step` +
+        `${opts.syncBn ? '; BatchNorm statistics synchronised (--sync-bn)' : ''}; rank 0 validates and writes`,
+    );
+  }
+  log(
+    `Training ${opts.epochs} epochs on ${ti.images} images, batch ${opts.batch} (accumulate ${ti.accumulate}, weight decay ${ti.weightDecay.toPrecision(3)}), ${opts.imgsz} px, ${t.model.device}, ${opts.threads} threads, ${opts.workers} loader workers`,
+  );
+}
+
+/**
+ * Builds a training from resolved options (and the resume point, when resuming). With several
+ * ranks, rank 0 finds the data, makes the run folder, verifies the labels and runs autoanchor;
+ * the others wait for what it shares, and every rank starts from rank 0's weights.
+ */
 export async function buildTraining(
   input: ResolvedTrainOptions,
   point: ResumePoint | undefined,
   log: Log,
+  dist?: Distributed,
 ): Promise<Training> {
+  const main = !dist || dist.main;
   native().setThreads(input.threads);
   const hyp = readHyp(input.hyp, log);
   const anchors = hypAnchors(hyp, input, point !== undefined);
-  const { file: dataFile, data } = await loadData(input, log);
+  const data = readData(await shareFromMain(dist, 'data', () => dataFile(input, log)));
   const nc = input.singleCls ? 1 : data.nc;
   const names = input.singleCls ? ['item'] : data.names;
   const model = await buildModel(input, point, nc, names, anchors, log);
   const stride = Math.max(...model.info().stride);
   const opts: ResolvedTrainOptions = {
     ...input,
-    data: path.resolve(dataFile),
+    data: path.resolve(data.file),
     imgsz: checkImageSize('imgsz', input.imgsz, stride, log),
   };
   const frozen = freezeLayers(model, opts, log);
@@ -288,27 +376,31 @@ export async function buildTraining(
     `Model: ${info.layers} layers, ${info.parameters.toLocaleString('en-US')} parameters, ${info.gradients.toLocaleString('en-US')} trainable, ${info.gflops.toFixed(1)} GFLOPs`,
   );
   const savedOpt = JSON.parse(
-    JSON.stringify({ ...opts, hyp: undefined, device: model.device }),
+    JSON.stringify({
+      ...opts,
+      hyp: undefined,
+      device: model.device,
+      // opt.yaml's local_rank and the world size a --resume compares with.
+      ...(dist ? { localRank: dist.localRank, worldSize: dist.worldSize } : {}),
+    }),
   ) as Record<string, unknown>;
-  const saveDir = runFolder(opts, point, hyp, savedOpt, log);
-  const trainItems = await loadSplit(data, 'train', log, opts.singleCls);
-  await loadSplit(data, 'val', log, opts.singleCls); // checked (and cached) before training starts
-  if (!opts.noautoanchor && !point) {
+  const saveDir = await shareFromMain(dist, 'save-dir', async () =>
+    runFolder(opts, point, hyp, savedOpt, log),
+  );
+  const trainItems = await trainSplit(data, opts, dist, log);
+  if (main && !opts.noautoanchor && !point) {
     await checkAnchors(model, trainItems, opts.imgsz, hyp.anchor_t, log, anchors !== undefined);
   }
+  // Every rank from rank 0's weights (a fresh model's initialisation, autoanchor's anchors).
+  if (dist) await nativeCall('DDP', () => dist.group.broadcastModel(model.nativeHandle()));
   const loss = lossGains(hyp, opts, info.stride.length, nc);
-  const ema = await model.clone();
-  const samples = trainItems.map((it) => ({
-    path: it.file,
-    width: it.width,
-    height: it.height,
-    labels: Float32Array.from(it.labels.flat()),
-  }));
-  const trainer = new (native().NativeTrainer)(
-    model.nativeHandle(),
-    ema.nativeHandle(),
-    samples,
-    nativeTrainerOptions(opts, stride, hyp, loss),
+  // The EMA lives on rank 0 only (it alone validates and saves); other ranks train the model.
+  const ema = main ? await model.clone() : model;
+  const trainer = nativeTrainer(
+    model,
+    main ? ema : undefined,
+    trainItems,
+    nativeTrainerOptions(opts, stride, hyp, loss, dist),
   );
   const t: Training = {
     ...{ opts, data, nc, names, hyp, loss, model, ema, info: model.info(), frozen, trainItems },
@@ -318,17 +410,12 @@ export async function buildTraining(
     bestPath: path.join(saveDir, 'weights', 'best.pt'),
     csv: path.join(saveDir, 'results.csv'),
     savedOpt,
-    report: await TrainReport.start(
-      { saveDir, names, plots: !opts.noplots, resumed: point !== undefined, log },
-      trainItems,
-      trainer,
-      opts.batch,
-    ),
+    ...(dist ? { dist } : {}),
+    main,
   };
+  // Rank 0 alone plots and writes TensorBoard events.
+  if (main) t.report = await startReport(t, point, log);
   if (point) await restoreTrainer(t, point);
-  const ti = trainer.info();
-  log(
-    `Training ${opts.epochs} epochs on ${ti.images} images, batch ${opts.batch} (accumulate ${ti.accumulate}, weight decay ${ti.weightDecay.toPrecision(3)}), ${opts.imgsz} px, ${model.device}, ${opts.threads} threads, ${opts.workers} loader workers`,
-  );
+  header(t, log);
   return t;
 }

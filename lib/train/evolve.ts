@@ -20,6 +20,7 @@ import {
   type EvolveParent,
 } from '../options';
 import { removeStaleTemporaries, writeTextAtomic as writeAtomic } from '../report/files';
+import { resolveDistributed } from './dist';
 import { plotEvolve } from '../report/plots';
 import { Run } from './run';
 import { gaussian, mulberry32 } from './random';
@@ -636,6 +637,13 @@ async function runEvolution(input: EvolveOptions, run: EvolveRun): Promise<Evolv
     throw new Yolo5Error(
       'E_ARG',
       'resume does not combine with evolution; continue an evolve folder with resumeEvolve (--resume-evolve DIR)',
+    );
+  }
+  const dist = resolveDistributed(input.distributed);
+  if (dist) {
+    throw new Yolo5Error(
+      'E_ARG',
+      `--evolve is not supported with distributed training (WORLD_SIZE=${dist.worldSize}), as in the reference: evolve in one process`,
     );
   }
   const { dir, saved } =

@@ -49,6 +49,7 @@ export async function finishTraining(
   log: (line: string) => void,
 ): Promise<ValResult | undefined> {
   let finalVal: ValResult | undefined;
+  if (!t.main) return undefined; // rank 0 strips, validates and reports
   if (t.opts.noweights) {
     // Nothing was written.
   } else if (status === 'completed' || status === 'early-stopped') {
@@ -59,16 +60,16 @@ export async function finishTraining(
         weights: t.bestPath,
         data: t.data,
         imgsz: t.opts.imgsz,
-        batch: t.opts.batch * 2,
+        batch: (t.opts.batch / (t.dist?.worldSize ?? 1)) * 2, // per rank × 2, as the reference
         singleCls: t.opts.singleCls,
-        ...t.report.valPlots(),
+        ...t.report?.valPlots(),
         log,
       });
     }
   } else if (!fs.existsSync(t.lastPath)) {
     log('No epoch completed: nothing was saved');
   }
-  await t.report.finish(t.csv);
+  await t.report?.finish(t.csv);
   log(`Results saved to ${t.saveDir}`);
   return finalVal;
 }

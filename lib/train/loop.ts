@@ -73,18 +73,32 @@ async function trainEpoch(t: Training, ctx: LoopContext, epoch: number): Promise
   const { epochs, closeMosaic } = t.opts;
   const mosaic = !(closeMosaic > 0 && epoch >= epochs - closeMosaic);
   let lastEmit = 0;
-  const stats = await nativeCall('training', () =>
-    t.trainer.runEpoch(epoch, mosaic, (p) => {
+  const stats = await nativeCall('training', () => {
+    const running = t.trainer.runEpoch(epoch, mosaic, (p) => {
       const now = Date.now();
       // Throttled to a few events a second; the last batch is always reported.
       if (now - lastEmit >= 200 || p.batch === p.batches - 1) {
         lastEmit = now;
         ctx.run.emit('batch', { ...p, epochs } satisfies BatchEvent);
       }
-    }),
-  );
+    });
+    // An interrupted rank still joins the epoch: every rank agrees to stop at its first step.
+    if (ctx.signal?.aborted) t.trainer.abort();
+    return running;
+  });
   for (const w of stats.warnings) ctx.log(`WARNING: ${w}`);
+  if (epoch === ctx.startEpoch) logGradientTraffic(t, ctx);
   return stats;
+}
+
+/** What the gradient all-reduce really sent in a step (measured by its hook). */
+function logGradientTraffic(t: Training, ctx: LoopContext): void {
+  const d = t.trainer.distributedInfo();
+  if (!d || d.lastStepBytes === 0) return;
+  ctx.log(
+    `DDP: ${d.lastStepBytes.toLocaleString('en-US')} bytes of gradients all-reduced per step ` +
+      `(${d.parameters.length} tensors in ${d.lastStepBuckets} buckets; frozen ones are not sent)`,
+  );
 }
 
 async function validate(
@@ -92,12 +106,12 @@ async function validate(
   ctx: LoopContext,
   epoch: number,
 ): Promise<ValResult | undefined> {
-  if (t.opts.noval && epoch !== t.opts.epochs - 1) return undefined;
+  if (!t.main || (t.opts.noval && epoch !== t.opts.epochs - 1)) return undefined;
   return val({
     model: t.ema,
     data: t.data,
     imgsz: t.opts.imgsz,
-    batch: t.opts.batch * 2,
+    batch: (t.opts.batch / (t.dist?.worldSize ?? 1)) * 2, // per rank × 2, as the reference
     singleCls: t.opts.singleCls,
     loss: t.loss,
     progress: (done, total) => ctx.run.emit('valBatch', { epoch, done, total }),
@@ -113,7 +127,7 @@ async function saveEpoch(
   improved: boolean,
   last: boolean,
 ): Promise<Yolo5CheckpointData | undefined> {
-  if (t.opts.noweights) return undefined;
+  if (t.opts.noweights || !t.main) return undefined;
   // --nosave: only the final epoch is written; the others stay in memory for an interruption.
   if (t.opts.nosave && !last) return checkpointData(t, ctx, epoch);
   await writeCheckpointAsync(t.lastPath, await checkpointData(t, ctx, epoch));
@@ -133,6 +147,7 @@ async function stopEarly(
   pending: Yolo5CheckpointData | undefined,
   why: 'aborted' | 'non-finite-loss',
 ): Promise<void> {
+  if (!t.main) return;
   if (pending) await writeCheckpointAsync(t.lastPath, pending);
   const kept = fs.existsSync(t.lastPath) && ctx.state.lastEpoch >= 0;
   if (why === 'non-finite-loss') {
@@ -201,6 +216,27 @@ function recordEpoch(
   return { record, improved };
 }
 
+/**
+ * Whether to stop early after `epoch`: rank 0's verdict (it alone validates), which it shares
+ * after saving the epoch (`save`, rank 0 only); the other ranks wait for it.
+ */
+async function stopDecision(
+  t: Training,
+  epoch: number,
+  stop: boolean,
+  save: () => Promise<void>,
+): Promise<boolean> {
+  if (t.main) await save();
+  if (!t.dist) return stop;
+  const dist = t.dist;
+  const key = `epoch-${epoch}`;
+  if (dist.main) {
+    await nativeCall('DDP', () => dist.group.set(key, stop ? 'stop' : 'go'));
+    return stop;
+  }
+  return (await nativeCall('DDP', () => dist.group.get(key))) === 'stop';
+}
+
 /** Trains epochs `startEpoch` … `epochs − 1`, saving each as it finishes. */
 export async function runEpochs(t: Training, ctx: LoopContext): Promise<LoopResult> {
   const { epochs, patience } = t.opts;
@@ -211,7 +247,7 @@ export async function runEpochs(t: Training, ctx: LoopContext): Promise<LoopResu
   ctx.signal?.addEventListener('abort', onAbort);
   try {
     for (let epoch = ctx.startEpoch; epoch < epochs; epoch++) {
-      if (ctx.signal?.aborted) status = 'aborted';
+      if (ctx.signal?.aborted && !t.dist) status = 'aborted';
       const stats = status === 'aborted' ? undefined : await trainEpoch(t, ctx, epoch);
       if (!stats || stats.aborted || stats.nonFinite) {
         status = stats?.nonFinite ? 'non-finite-loss' : 'aborted';
@@ -223,12 +259,14 @@ export async function runEpochs(t: Training, ctx: LoopContext): Promise<LoopResu
         t.trainer.setSampleWeights(imageWeights(t.trainItems, t.nc, r?.maps));
       const { record, improved } = recordEpoch(t, ctx, epoch, stats, r);
       const final = epoch === epochs - 1;
-      const stop = !final && patience > 0 && ctx.state.sinceBest >= patience;
-      pending = await saveEpoch(t, ctx, epoch, improved, final || stop);
-      // The row goes in after the checkpoint, which holds it too: a kill in between loses nothing.
-      const row = ctx.state.results.at(-1)!;
-      appendText(t.csv, resultsLine(row));
-      t.report.epoch(epoch, row.slice(1));
+      const early = !final && patience > 0 && ctx.state.sinceBest >= patience;
+      const stop = await stopDecision(t, epoch, early, async () => {
+        pending = await saveEpoch(t, ctx, epoch, improved, final || early);
+        // The row goes in after the checkpoint, which holds it too: a kill in between loses nothing.
+        const row = ctx.state.results.at(-1)!;
+        appendText(t.csv, resultsLine(row));
+        t.report?.epoch(epoch, row.slice(1));
+      });
       records.push(record);
       const event: EpochEvent = { ...record, epochs, best: improved, saveDir: t.saveDir };
       if (r) event.val = r;

@@ -79,6 +79,7 @@ export function resolveTrainOptions(
     labelSmoothing: checkLabelSmoothing(o.labelSmoothing ?? D.labelSmoothing),
     patience: checkInteger('patience', o.patience ?? D.patience, 0),
     freezeBn: bool('freezeBn'),
+    syncBn: bool('syncBn'),
     channelsLast: bool('channelsLast'),
     seed: checkInteger('seed', o.seed ?? D.seed, 0),
     singleCls: bool('singleCls'),

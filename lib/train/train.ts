@@ -10,7 +10,15 @@
 import * as fs from 'node:fs';
 import { defaultJob, type Job } from '../data/builtin';
 import { Yolo5Error, show } from '../errors';
-import { buildTraining } from './build';
+import { nativeCall } from '../native/addon';
+import { parseDevice } from '../native/device';
+import { buildTraining, type Training } from './build';
+import {
+  checkDistributedTraining,
+  joinDistributed,
+  resolveDistributed,
+  type Distributed,
+} from './dist';
 import { finishTraining } from './finish';
 import { runEpochs } from './loop';
 import { RESUME_OVERRIDES, resolveTrainOptions } from './resolve';
@@ -49,7 +57,14 @@ function abortedBeforeStart(): Yolo5Error {
 
 /** Options given with `resume` that differ from the run's own (which hold). */
 function ignoredOnResume(input: TrainOptions, opts: ResolvedTrainOptions): string[] {
-  const skip = new Set<string>(['resume', 'project', 'signal', 'log', ...RESUME_OVERRIDES]);
+  const skip = new Set<string>([
+    'resume',
+    'project',
+    'signal',
+    'log',
+    'distributed',
+    ...RESUME_OVERRIDES,
+  ]);
   return Object.entries(input)
     .filter(([k, v]) => !skip.has(k) && v !== undefined)
     .filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(opts[k as keyof ResolvedTrainOptions]))
@@ -74,6 +89,7 @@ function withJob(input: TrainOptions, job: Job): TrainOptions {
 async function resolveRun(
   input: TrainOptions,
   log: (line: string) => void,
+  main: boolean,
 ): Promise<{ opts: ResolvedTrainOptions; point?: ResumePoint }> {
   if (!input.resume) {
     // The default job (lib/data/builtin.ts): without data, fine-tune the bundled model.
@@ -88,22 +104,72 @@ async function resolveRun(
   if (ignored.length > 0)
     log(`WARNING: --resume continues the run with its own options; ignoring ${ignored.join(', ')}`);
   opts.epochs = resumedEpochs(point, opts, input.epochs !== undefined, log);
-  await repairRun(point, opts, log);
+  if (main) await repairRun(point, opts, log); // rank 0 alone writes the run folder
   return { opts, point };
 }
 
+/** With another world size than the run's, a resumed run continues, but not as it would have. */
+function noteWorldSize(
+  point: ResumePoint | undefined,
+  worldSize: number,
+  log: (l: string) => void,
+) {
+  const saved = Number(point?.checkpoint.opt?.['worldSize'] ?? 1);
+  if (!point || saved === worldSize) return;
+  log(
+    `WARNING: --resume: ${point.file} was trained with world size ${saved} and continues with ${worldSize}: ` +
+      'the global batch, schedule, optimizer and EMA carry on, but each epoch is sharded differently ' +
+      '(and BatchNorm statistics come from other per-rank batches), so it will not repeat the run it would have been',
+  );
+}
+
+/** Joins the group of this call, if any; checks what DDP refuses. */
+async function joinRun(
+  input: TrainOptions,
+  opts: ResolvedTrainOptions,
+  point: ResumePoint | undefined,
+  log: (line: string) => void,
+): Promise<Distributed | undefined> {
+  const d = resolveDistributed(input.distributed);
+  if (!d) {
+    noteWorldSize(point, 1, log);
+    if (opts.syncBn)
+      log('WARNING: --sync-bn has no effect in a single process (as in the reference)');
+    return undefined;
+  }
+  checkDistributedTraining(d, opts);
+  if (opts.device !== undefined && parseDevice(opts.device).startsWith('cuda'))
+    opts.device = `cuda:${d.localRank}`; // one device per rank, as torchrun's LOCAL_RANK says
+  const dist = await joinDistributed(d, parseDevice(opts.device));
+  noteWorldSize(point, d.worldSize, log);
+  return dist;
+}
+
 async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainResult> {
+  let main = true;
   const log = (line: string) => {
+    // Ranks other than 0 say only what is wrong; rank 0 tells the run.
+    if (!main && !line.startsWith('WARNING')) return;
     input.log?.(line);
     run.emit('log', line);
   };
   const signal = input.signal;
   if (signal?.aborted) throw abortedBeforeStart();
-  const { opts, point } = await resolveRun(input, log);
-  const t = await buildTraining(opts, point, log);
-  if (signal?.aborted) {
+  const early = resolveDistributed(input.distributed);
+  main = !early || early.rank === 0;
+  const { opts, point } = await resolveRun(input, log, main);
+  const dist = await joinRun(input, opts, point, log);
+  let t: Training;
+  try {
+    t = await buildTraining(opts, point, log, dist);
+  } catch (e) {
+    dist?.group.leave();
+    throw e;
+  }
+  // With several ranks an interruption stops every rank at the first step, together.
+  if (signal?.aborted && !dist) {
     // Nothing trained: free the native models now rather than at the next garbage collection.
-    t.report.close();
+    t.report?.close();
     t.model.dispose();
     t.ema.dispose();
     throw abortedBeforeStart();
@@ -120,10 +186,14 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
       state: point?.state ?? emptyTrainState(),
       bestFitness: typeof ck?.bestFitness === 'number' ? ck.bestFitness : -Infinity,
     });
+    // Every rank has seen the last verdict before rank 0 (which serves the store) moves on.
+    if (dist) await nativeCall('DDP', () => dist.group.barrier());
     finalVal = await finishTraining(t, loop.status, log);
   } catch (e) {
-    t.report.close();
+    t.report?.close();
     throw e;
+  } finally {
+    dist?.group.leave();
   }
   return {
     status: loop.status,

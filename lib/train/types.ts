@@ -6,6 +6,7 @@ import type { DeviceSpec } from '../native/device';
 import type { NativeBatchProgress } from '../native/addon';
 import type { OptimizerName } from '../options';
 import type { ValResult } from '../val/val';
+import type { DistributedOptions } from './dist';
 
 export interface TrainOptions {
   /** Data yaml; default: the built-in synthetic data set (generated on first use). */
@@ -54,6 +55,14 @@ export interface TrainOptions {
   freeze?: FreezeSpec;
   /** Also hold frozen layers' BatchNorm statistics (eval mode); by default they still update. */
   freezeBn?: boolean;
+  /** Distributed: BatchNorm batch statistics over every rank's batch (SyncBatchNorm). */
+  syncBn?: boolean;
+  /**
+   * Distributed data-parallel training: this process's rank in a group (false: never, whatever
+   * the environment says). Absent: torchrun's variables (WORLD_SIZE > 1, RANK, MASTER_ADDR,
+   * MASTER_PORT, LOCAL_RANK) when set. Rank 0 logs, validates and writes the run folder.
+   */
+  distributed?: DistributedOptions | false;
   /** Train in NHWC memory order (default true: faster convolutions on CPU, same numbers). */
   channelsLast?: boolean;
   seed?: number;
@@ -100,6 +109,7 @@ export interface ResolvedTrainOptions {
   patience: number;
   freeze?: FreezeSpec;
   freezeBn: boolean;
+  syncBn: boolean;
   channelsLast: boolean;
   seed: number;
   singleCls: boolean;
