@@ -11,13 +11,23 @@
  *   node dist-test/scripts/bench.js --matrix   # yolov5n/s × 320/640 × batch 8/16 → bench/results-cpu-matrix.json
  *   options: --freezes 0,10,24  --channels-last 1|0  --fused-bn 1|0  --detect-runs 5 (0: no detect latency)
  *            --repeat 3 (rounds per configuration, interleaved; the median is reported; matrix: 1)
+ *            --amp 0|1|0,1 (mixed precision: bf16 on the CPU, fp16 with loss scaling on CUDA; a list
+ *            runs each beside the other, ratios against the first)  --device cpu|0  --workers N
+ *            --cudnn-benchmark 1|0 (CUDA: default 1)
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadModel } from '../lib/model/load';
-import { native, type NativeBatchProgress, type NativeStepTimes } from '../lib/native/addon';
+import {
+  native,
+  type NativeAmp,
+  type NativeBatchProgress,
+  type NativeStepTimes,
+} from '../lib/native/addon';
+import { parseDevice } from '../lib/native/device';
+import { TRAIN_DEFAULTS } from '../lib/options';
 import { readHyp } from '../lib/config/hyp';
 import { ensureSyntheticDataset } from '../lib/data/synthetic';
 import { readDataConfig } from '../lib/config/data';
@@ -36,6 +46,11 @@ function median(xs: number[]): number {
 
 interface ChildResult {
   freeze: number;
+  /** The precision the step ran in ('off': fp32). */
+  amp: NativeAmp;
+  device: string;
+  /** CUDA: torch.cuda.max_memory_allocated over the run, in MB. */
+  cudaPeakMB?: number;
   msPerStep: number;
   cpuMsPerStep: number;
   imagesPerSecond: number;
@@ -68,10 +83,13 @@ async function child(): Promise<void> {
   const batch = Number(arg('batch', '16'));
   const steps = Number(arg('steps', '12'));
   const freeze = Number(arg('freeze', '0'));
+  const device = parseDevice(arg('device', 'cpu'));
+  const amp: NativeAmp = arg('amp', '0') !== '1' ? 'off' : device === 'cpu' ? 'bf16' : 'fp16';
   native().fusedBatchNorm(arg('fused-bn', '1') === '1');
+  if (device !== 'cpu') native().cudnnBenchmark(arg('cudnn-benchmark', '1') === '1');
   const data = readDataConfig(await ensureSyntheticDataset());
   const items = (await loadSplit(data, 'train', () => {})).slice(0, batch * (steps + 2));
-  const model = await loadModel({ cfg, nc: data.nc });
+  const model = await loadModel({ cfg, nc: data.nc, device });
   if (freeze > 0) model.freeze(freeze);
   const info = model.info();
   const hyp = readHyp(undefined);
@@ -91,7 +109,7 @@ async function child(): Promise<void> {
       augment: true,
       rect: false,
       cache: true,
-      workers: Math.max(1, Math.min(2, os.availableParallelism())),
+      workers: Number(arg('workers', String(Math.max(1, Math.min(2, os.availableParallelism()))))),
       seed: 0,
       epochs: 100,
       nbs: 64,
@@ -100,6 +118,8 @@ async function child(): Promise<void> {
       freezeBn: false,
       channelsLast: arg('channels-last', '1') === '1',
       multiScale: false,
+      amp,
+      lossScale: amp === 'fp16' ? TRAIN_DEFAULTS.lossScale : 0,
       hyp: hyp as unknown as Record<string, number>,
       loss: {
         box: hyp.box,
@@ -133,6 +153,11 @@ async function child(): Promise<void> {
   const phase = (k: keyof NativeStepTimes): number => ((last[k] - first[k]) * 1000) / n;
   const out: ChildResult = {
     freeze,
+    amp,
+    device,
+    ...(device === 'cpu'
+      ? {}
+      : { cudaPeakMB: native().cudaMemory(Number(device.slice(5))).peak / 2 ** 20 }),
     msPerStep: ms,
     cpuMsPerStep,
     imagesPerSecond: (batch * 1000) / ms,
@@ -173,9 +198,9 @@ interface ConfigResult {
 }
 
 /**
- * --freeze 0/10/24 training steps of one configuration, each in its own process, `repeat` rounds
- * interleaved (0, 10, 24, 0, 10, 24, …) so that a busy moment of a shared machine does not land on
- * one configuration only; each row is the repeat with the median ms/step.
+ * --freeze 0/10/24 training steps of one configuration (each --amp mode given), each in its own
+ * process, `repeat` rounds interleaved (0, 10, 24, 0, 10, 24, …) so that a busy moment of a shared
+ * machine does not land on one configuration only; each row is the repeat with the median ms/step.
  */
 function runTraining(
   cfg: string,
@@ -185,25 +210,32 @@ function runTraining(
   freezes: number[],
   repeat: number,
 ): ConfigResult {
-  const runs = new Map<number, ChildResult[]>(freezes.map((f) => [f, []]));
+  const amps = arg('amp', '0').split(',');
+  const keys = amps.flatMap((amp) => freezes.map((freeze) => ({ amp, freeze })));
+  const runs = new Map<string, ChildResult[]>(keys.map((k) => [`${k.amp}/${k.freeze}`, []]));
+  const passed = ['channels-last', 'fused-bn', 'device', 'workers', 'cudnn-benchmark'];
   for (let round = 0; round < repeat; round++) {
-    for (const freeze of freezes) {
+    for (const { amp, freeze } of keys) {
       const args = ['--child', '--cfg', cfg, '--img', String(imgsz), '--batch', String(batch)];
-      args.push('--steps', String(steps), '--freeze', String(freeze));
-      args.push('--channels-last', arg('channels-last', '1'), '--fused-bn', arg('fused-bn', '1'));
+      args.push('--steps', String(steps), '--freeze', String(freeze), '--amp', amp);
+      for (const name of passed) {
+        const i = process.argv.indexOf(`--${name}`);
+        if (i >= 0) args.push(`--${name}`, process.argv[i + 1]!);
+      }
       const r = spawnSync(process.execPath, [__filename, ...args], { encoding: 'utf8' });
       if (r.status !== 0) {
         throw new Error(
-          `bench child (${cfg} ${imgsz} b${batch} freeze ${freeze}) failed:\n${r.stderr}`,
+          `bench child (${cfg} ${imgsz} b${batch} freeze ${freeze} amp ${amp}) failed:\n${r.stderr}`,
         );
       }
-      runs.get(freeze)!.push(JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult);
+      const row = JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult;
+      runs.get(`${amp}/${freeze}`)!.push(row);
     }
   }
-  const rows = freezes.map((f) => {
-    const all = [...runs.get(f)!].sort((a, b) => a.msPerStep - b.msPerStep);
+  const rows = [...runs.values()].map((each) => {
+    const all = [...each].sort((a, b) => a.msPerStep - b.msPerStep);
     const row = all[Math.floor((all.length - 1) / 2)]!;
-    return { ...row, repeatsMsPerStep: runs.get(f)!.map((r) => r.msPerStep) };
+    return { ...row, repeatsMsPerStep: each.map((r) => r.msPerStep) };
   });
   return { cfg, imgsz, batch, rows };
 }
@@ -225,30 +257,31 @@ function printConfig(c: ConfigResult, matmul: number, threads: number): void {
   const base = c.rows[0]!;
   console.log(`\n### ${c.cfg} at ${c.imgsz} px, batch ${c.batch} (${threads} threads)\n`);
   console.log(
-    '| freeze | trainable params | ms/step | CPU ms/step | images/s | step ratio | peak RSS MB | RSS ratio | achieved GFLOP/s | of matmul |',
+    '| freeze | amp | trainable params | ms/step | CPU ms/step | images/s | step ratio | peak RSS MB | RSS ratio | CUDA peak MB | achieved GFLOP/s | of matmul |',
   );
-  console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of c.rows) {
     const achieved = r.stepGflop / (r.msPerStep / 1000);
     console.log(
-      `| ${r.freeze} | ${r.trainable.toLocaleString('en-US')} | ${r.msPerStep.toFixed(0)} | ${r.cpuMsPerStep.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${(r.msPerStep / base.msPerStep).toFixed(2)} | ${r.peakRssMB.toFixed(0)} | ${(r.peakRssMB / base.peakRssMB).toFixed(2)} | ${achieved.toFixed(1)} | ${((100 * achieved) / matmul).toFixed(0)}% |`,
+      `| ${r.freeze} | ${r.amp} | ${r.trainable.toLocaleString('en-US')} | ${r.msPerStep.toFixed(0)} | ${r.cpuMsPerStep.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${(r.msPerStep / base.msPerStep).toFixed(2)} | ${r.peakRssMB.toFixed(0)} | ${(r.peakRssMB / base.peakRssMB).toFixed(2)} | ${r.cudaPeakMB?.toFixed(0) ?? '–'} | ${achieved.toFixed(1)} | ${((100 * achieved) / matmul).toFixed(0)}% |`,
     );
   }
   if (c.rows.some((r) => (r.repeatsMsPerStep?.length ?? 0) > 1)) {
     const each = c.rows.map(
-      (r) => `--freeze ${r.freeze}: ${r.repeatsMsPerStep!.map((m) => m.toFixed(0)).join(', ')}`,
+      (r) =>
+        `--freeze ${r.freeze} (${r.amp}): ${r.repeatsMsPerStep!.map((m) => m.toFixed(0)).join(', ')}`,
     );
     console.log(
       `\nms/step of each interleaved repeat (the rows are the medians): ${each.join('; ')}`,
     );
   }
   console.log('');
-  console.log('| freeze | data wait ms | forward+loss ms | backward ms | optimizer+EMA ms |');
-  console.log('| ---: | ---: | ---: | ---: | ---: |');
+  console.log('| freeze | amp | data wait ms | forward+loss ms | backward ms | optimizer+EMA ms |');
+  console.log('| ---: | --- | ---: | ---: | ---: | ---: |');
   for (const r of c.rows) {
     const p = r.phasesMs;
     console.log(
-      `| ${r.freeze} | ${p.data.toFixed(1)} | ${p.forward.toFixed(1)} | ${p.backward.toFixed(1)} | ${p.optimizer.toFixed(1)} |`,
+      `| ${r.freeze} | ${r.amp} | ${p.data.toFixed(1)} | ${p.forward.toFixed(1)} | ${p.backward.toFixed(1)} | ${p.optimizer.toFixed(1)} |`,
     );
   }
   if (base.loaderImagesPerSecondPerWorker !== undefined) {

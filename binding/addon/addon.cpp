@@ -16,11 +16,16 @@
 #include <omp.h>
 #endif
 
+#ifdef YOLO5_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 #include "addon/convert.h"
 #include "addon/model_wrap.h"
 #include "addon/worker.h"
 #include "data/jpeg.h"
 #include "kernels/bn_act.h"
+#include "model/amp.h"
 
 namespace yolo5 {
 namespace {
@@ -47,6 +52,54 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   omp_set_num_threads(n);
 #endif
   return info.Env().Undefined();
+}
+
+// cpuFeatures() → { avx512f, avx512bf16, amxbf16, bf16 }: what the CPU (and the OS) offer for
+// bfloat16 arithmetic, from cpuid; `--amp auto` turns bf16 on only where `bf16` is true.
+Napi::Value CpuFeaturesOf(const Napi::CallbackInfo& info) {
+  const auto f = cpu_features();
+  auto o = Napi::Object::New(info.Env());
+  o.Set("avx512f", f.avx512f);
+  o.Set("avx512bf16", f.avx512_bf16);
+  o.Set("amxbf16", f.amx_bf16);
+  o.Set("bf16", f.bf16());
+  return o;
+}
+
+// cudaMemory(device, reset?) → { allocated, peak, reserved } bytes of the CUDA caching allocator
+// on that device (peak = torch.cuda.max_memory_allocated); reset: start a new peak. Without a
+// CUDA LibTorch: an Error.
+Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber())
+    throw Napi::TypeError::New(env, "cudaMemory(device: number, reset?: boolean)");
+#ifdef YOLO5_WITH_CUDA
+  const int device = info[0].As<Napi::Number>().Int32Value();
+  TORCH_CHECK(device >= 0 && device < static_cast<int>(torch::cuda::device_count()),
+              "cudaMemory: no CUDA device ", device);
+  namespace alloc = c10::cuda::CUDACachingAllocator;
+  const auto stats = alloc::getDeviceStats(device);
+  auto o = Napi::Object::New(env);
+  // Index 0 of each statistic is the aggregate over pool kinds (StatType::AGGREGATE).
+  o.Set("allocated", static_cast<double>(stats.allocated_bytes[0].current));
+  o.Set("peak", static_cast<double>(stats.allocated_bytes[0].peak));
+  o.Set("reserved", static_cast<double>(stats.reserved_bytes[0].current));
+  if (info.Length() > 1 && info[1].ToBoolean().Value()) alloc::resetPeakStats(device);
+  return o;
+#else
+  throw Napi::Error::New(env, "cudaMemory: this addon was built against a CPU LibTorch");
+#endif
+}
+
+// cudnnBenchmark([enabled]) → cuDNN's benchmark mode (each convolution shape picks its fastest
+// algorithm on first use), as torch.backends.cudnn.benchmark.
+Napi::Value CudnnBenchmark(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0) {
+    if (!info[0].IsBoolean())
+      throw Napi::TypeError::New(info.Env(), "cudnnBenchmark([enabled]): a boolean");
+    at::globalContext().setBenchmarkCuDNN(info[0].As<Napi::Boolean>().Value());
+  }
+  return Napi::Boolean::New(info.Env(), at::globalContext().benchmarkCuDNN());
 }
 
 // fusedBatchNorm([enabled]) → whether Conv blocks use the fused BatchNorm + SiLU CPU kernel.
@@ -178,6 +231,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaInfo", Napi::Function::New<CudaInfo>(env, "cudaInfo"));
   exports.Set("getThreads", Napi::Function::New<GetThreads>(env, "getThreads"));
   exports.Set("setThreads", Napi::Function::New<SetThreads>(env, "setThreads"));
+  exports.Set("cpuFeatures", Napi::Function::New<CpuFeaturesOf>(env, "cpuFeatures"));
+  exports.Set("cudaMemory", Napi::Function::New<CudaMemory>(env, "cudaMemory"));
+  exports.Set("cudnnBenchmark", Napi::Function::New<CudnnBenchmark>(env, "cudnnBenchmark"));
   exports.Set("fusedBatchNorm", Napi::Function::New<FusedBatchNorm>(env, "fusedBatchNorm"));
   exports.Set("setJpegLibrary", Napi::Function::New<SetJpegLibrary>(env, "setJpegLibrary"));
   exports.Set("matmulGflops", Napi::Function::New<MatmulGflops>(env, "matmulGflops"));

@@ -11,9 +11,11 @@
 
 #include "data/loader.h"
 #include "loss/loss.h"
+#include "model/amp.h"
 #include "model/yolo.h"
 #include "train/ema.h"
 #include "train/optimizer.h"
+#include "train/scaler.h"
 #include "train/schedule.h"
 
 namespace yolo5 {
@@ -37,6 +39,10 @@ struct TrainerOptions {
   // Convolution weights and batches in NHWC memory order (oneDNN's native layout on CPU: no
   // reorders around each convolution). Numerically the same model; state read-outs are NCHW.
   bool channels_last = false;
+  // Autocast around the forward pass (the loss runs on fp32 predictions; weights stay fp32).
+  AmpMode amp = AmpMode::Off;
+  // > 0: dynamic loss scaling from this scale (fp16); 0: none.
+  double loss_scale = 0;
 };
 
 // The reference clips the gradient norm at 10 before every optimizer step.
@@ -67,6 +73,9 @@ struct EpochStats {
   StepTimes times;
   bool aborted = false;
   bool non_finite = false;  // a loss was NaN or inf: the epoch stopped there
+  // With loss scaling: optimizer steps skipped for inf/NaN gradients, and the scale at the end.
+  int64_t skipped_steps = 0;
+  double loss_scale = 0;
   std::vector<std::string> warnings;
 };
 
@@ -110,6 +119,8 @@ class Trainer {
   void backward(const LossOutput& loss);
   // Clip, step, zero the gradients and update the EMA once `accumulate` iterations passed.
   bool maybe_step(int64_t ni, int accumulate);
+  // With loss scaling: unscales the gradients; false when the step must be skipped (inf/NaN).
+  bool unscale_gradients();
   void set_train_mode();
 
   std::shared_ptr<YoloModelImpl> model_;
@@ -118,6 +129,9 @@ class Trainer {
   TrainerOptions opts_;
   Schedule schedule_;
   std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<GradScaler> scaler_;
+  c10::Device scaler_device_{torch::kCPU};
+  int64_t skipped_steps_ = 0;  // this epoch
   torch::Device device_{torch::kCPU};
   std::atomic<int64_t> last_opt_step_{-1};
 };

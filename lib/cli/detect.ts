@@ -5,7 +5,8 @@ import { Command } from 'commander';
 import { detectImages, type DetectResult } from '../predict/detect';
 import { native } from '../native/addon';
 import { makeRunDir } from '../report/runs';
-import { parseInteger, parseNumber } from './options';
+import type { AmpMode } from '../options';
+import { ampOption, parseInteger, parseNumber } from './options';
 
 interface DetectCliOptions {
   weights: string[];
@@ -28,6 +29,7 @@ interface DetectCliOptions {
   name?: string;
   existOk?: boolean;
   augment?: boolean;
+  amp?: AmpMode;
   device?: string;
 }
 
@@ -67,6 +69,7 @@ export function detectCommand(): Command {
     .option('--exist-ok', 'reuse an existing run folder')
     .option('--augment', 'test-time augmentation: scales 1, 0.83 (flipped), 0.67 before one NMS')
     .option('--device <d>', 'cpu (default), a CUDA device index such as 0, or cuda:N')
+    .addOption(ampOption())
     .action(async (o: DetectCliOptions) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
       const { results, speed, model } = await detectImages(o.source, {
@@ -74,6 +77,7 @@ export function detectCommand(): Command {
         augment: o.augment === true,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
         ...(o.device !== undefined ? { device: o.device } : {}),
+        ...(o.amp !== undefined ? { amp: o.amp } : {}),
         imgsz: o.imgsz,
         conf: o.conf,
         iou: o.iou,

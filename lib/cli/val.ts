@@ -1,8 +1,8 @@
 /** `yolo5 val`: the reference's metrics table on a data set split, saved in runs/val/exp*. */
 import { Command, Option } from 'commander';
-import { VAL_TASKS } from '../options';
+import { VAL_TASKS, type AmpMode } from '../options';
 import { val } from '../val/val';
-import { parseInteger, parseNumber } from './options';
+import { ampOption, parseInteger, parseNumber } from './options';
 
 interface ValCliOptions {
   weights: string[];
@@ -23,6 +23,7 @@ interface ValCliOptions {
   name: string;
   existOk?: boolean;
   augment?: boolean;
+  amp?: AmpMode;
   device?: string;
 }
 
@@ -53,6 +54,7 @@ export function valCommand(): Command {
     .option('--exist-ok', 'reuse an existing run folder')
     .option('--augment', 'test-time augmentation: scales 1, 0.83 (flipped), 0.67 before one NMS')
     .option('--device <d>', 'cpu (default), a CUDA device index such as 0, or cuda:N')
+    .addOption(ampOption())
     .action(async (o: ValCliOptions) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
       await val({
@@ -60,6 +62,7 @@ export function valCommand(): Command {
         augment: o.augment === true,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
         ...(o.device !== undefined ? { device: o.device } : {}),
+        ...(o.amp !== undefined ? { amp: o.amp } : {}),
         data: o.data,
         imgsz: o.imgsz,
         batch: o.batch,

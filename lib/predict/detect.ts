@@ -4,11 +4,25 @@
  */
 import type { DeviceSpec } from '../native/device';
 import { Yolo5Error } from '../errors';
-import { predictorStride, type Ensemble, type Predictor } from '../model/ensemble';
+import {
+  predictorDevice,
+  predictorStride,
+  type Ensemble,
+  type Predictor,
+} from '../model/ensemble';
 import { type Model } from '../model/model';
 import { loadModel, singleOrMany } from '../model/load';
 import type { NativeImage } from '../native/addon';
-import { checkBoolean, checkClasses, checkImageSize, checkInteger, checkNumber } from '../options';
+import { resolveAmp } from '../native/amp';
+import {
+  TRAIN_DEFAULTS,
+  checkBoolean,
+  checkClasses,
+  checkImageSize,
+  checkInteger,
+  checkNumber,
+  type AmpMode,
+} from '../options';
 import { expandImageSources } from '../data/sources';
 
 /** One image: a file path, an encoded image (JPEG/PNG/BMP…), or raw RGB pixels. */
@@ -43,6 +57,8 @@ export interface DetectOptions {
   multiLabel?: boolean;
   /** Test-time augmentation: scales 1, 0.83 (flipped), 0.67, merged before NMS. */
   augment?: boolean;
+  /** Mixed precision for the forward pass ('auto' default: as training's, see AMP_MODES). */
+  amp?: AmpMode;
   log?: (line: string) => void;
 }
 
@@ -121,6 +137,8 @@ export async function detectImages(
   const multiLabel = checkBoolean('multiLabel', opts.multiLabel ?? false);
   const classes =
     opts.classes !== undefined ? checkClasses('classes', opts.classes, model.nc) : undefined;
+  const { amp, note } = resolveAmp(opts.amp ?? TRAIN_DEFAULTS.amp, predictorDevice(model));
+  if (note) log(note);
   const inputs = resolveInputs(source);
   for (const input of inputs) {
     if (
@@ -141,6 +159,7 @@ export async function detectImages(
     agnostic,
     multiLabel,
     augment,
+    amp,
     ...(classes ? { classes } : {}),
   });
   const out = results.map((r, i): DetectResult => {

@@ -16,13 +16,16 @@ import { toNativeData } from '../model/weights';
 import {
   native,
   type LossHyp,
+  type NativeAmp,
   type NativeTrainer,
   type NativeTrainerOptions,
 } from '../native/addon';
+import { resolveAmp, type AmpChoice } from '../native/amp';
 import { makeDirs } from '../native/paths';
 import { TRAIN_DEFAULTS, checkImageSize } from '../options';
 import { writeTextAtomic } from '../report/files';
 import { makeRunDir } from '../report/runs';
+import { ampSelfCheck } from './amp';
 import { checkAnchors } from './autoanchor';
 import { imageWeights } from './image-weights';
 import { removeRunTemporaries, type ResumePoint } from './resume';
@@ -44,6 +47,8 @@ export interface Training {
   frozen: string[];
   trainItems: SplitItem[];
   trainer: NativeTrainer;
+  /** The precision the step (and each epoch's validation) runs in, after the AMP self-check. */
+  amp: NativeAmp;
   saveDir: string;
   lastPath: string;
   bestPath: string;
@@ -202,6 +207,7 @@ export function nativeTrainerOptions(
   stride: number,
   hyp: Hyp,
   loss: LossHyp,
+  amp: NativeAmp,
 ): NativeTrainerOptions {
   return {
     imgsz: opts.imgsz,
@@ -219,6 +225,9 @@ export function nativeTrainerOptions(
     freezeBn: opts.freezeBn,
     channelsLast: opts.channelsLast,
     multiScale: opts.multiScale,
+    amp,
+    // fp16 needs loss scaling (its range ends at 65504); bf16 has fp32's range.
+    lossScale: amp === 'fp16' ? TRAIN_DEFAULTS.lossScale : 0,
     hyp: Object.fromEntries(HYP_KEYS.map((k) => [k, hyp[k]])),
     loss,
   };
@@ -249,6 +258,28 @@ async function restoreTrainer(t: Training, point: ResumePoint): Promise<void> {
   }
 }
 
+/**
+ * The native trainer in the precision `opts.amp` asks for on the model's device; when the AMP
+ * self-check fails, a trainer in fp32 instead.
+ */
+async function createTrainer(
+  model: Model,
+  ema: Model,
+  samples: { path: string; width: number; height: number; labels: Float32Array }[],
+  make: (amp: NativeAmp) => NativeTrainerOptions,
+  choice: AmpChoice,
+  log: Log,
+): Promise<{ trainer: NativeTrainer; amp: NativeAmp }> {
+  if (choice.note) log(choice.note);
+  const build = (amp: NativeAmp) =>
+    new (native().NativeTrainer)(model.nativeHandle(), ema.nativeHandle(), samples, make(amp));
+  const trainer = build(choice.amp);
+  if (choice.amp === 'off' || (await ampSelfCheck(model, trainer, choice.amp, log)))
+    return { trainer, amp: choice.amp };
+  trainer.dispose();
+  return { trainer: build('off'), amp: 'off' };
+}
+
 /** Builds a training from resolved options (and the resume point, when resuming). */
 export async function buildTraining(
   input: ResolvedTrainOptions,
@@ -262,6 +293,7 @@ export async function buildTraining(
   const nc = input.singleCls ? 1 : data.nc;
   const names = input.singleCls ? ['item'] : data.names;
   const model = await buildModel(input, point, nc, names, anchors, log);
+  const ampChoice = resolveAmp(input.amp, model.device); // fp16 on the CPU fails before any file
   const stride = Math.max(...model.info().stride);
   const opts: ResolvedTrainOptions = {
     ...input,
@@ -290,15 +322,18 @@ export async function buildTraining(
     height: it.height,
     labels: Float32Array.from(it.labels.flat()),
   }));
-  const trainer = new (native().NativeTrainer)(
-    model.nativeHandle(),
-    ema.nativeHandle(),
+  const { trainer, amp } = await createTrainer(
+    model,
+    ema,
     samples,
-    nativeTrainerOptions(opts, stride, hyp, loss),
+    (a) => nativeTrainerOptions(opts, stride, hyp, loss, a),
+    ampChoice,
+    log,
   );
   const t: Training = {
     ...{ opts, data, nc, names, hyp, loss, model, ema, info: model.info(), frozen, trainItems },
     trainer,
+    amp,
     saveDir,
     lastPath: path.join(saveDir, 'weights', 'last.pt'),
     bestPath: path.join(saveDir, 'weights', 'best.pt'),
@@ -308,7 +343,7 @@ export async function buildTraining(
   if (point) await restoreTrainer(t, point);
   const ti = trainer.info();
   log(
-    `Training ${opts.epochs} epochs on ${ti.images} images, batch ${opts.batch} (accumulate ${ti.accumulate}, weight decay ${ti.weightDecay.toPrecision(3)}), ${opts.imgsz} px, ${model.device}, ${opts.threads} threads, ${opts.workers} loader workers`,
+    `Training ${opts.epochs} epochs on ${ti.images} images, batch ${opts.batch} (accumulate ${ti.accumulate}, weight decay ${ti.weightDecay.toPrecision(3)}), ${opts.imgsz} px, ${model.device}${amp === 'off' ? '' : ` (${amp} AMP)`}, ${opts.threads} threads, ${opts.workers} loader workers`,
   );
   return t;
 }

@@ -84,6 +84,11 @@ async function trainEpoch(t: Training, ctx: LoopContext, epoch: number): Promise
     }),
   );
   for (const w of stats.warnings) ctx.log(`WARNING: ${w}`);
+  if (stats.skippedSteps > 0) {
+    ctx.log(
+      `AMP: ${stats.skippedSteps} optimizer step(s) skipped in epoch ${epoch} (inf/NaN gradients in fp16); loss scale now ${stats.lossScale}`,
+    );
+  }
   return stats;
 }
 
@@ -96,6 +101,7 @@ async function validate(t: Training, epoch: number): Promise<ValResult | undefin
     batch: t.opts.batch * 2,
     singleCls: t.opts.singleCls,
     loss: t.loss,
+    amp: t.amp,
     log: () => {},
   });
 }
