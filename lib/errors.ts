@@ -92,3 +92,25 @@ export function fileError(action: string, file: string, err: unknown): Yolo5Erro
     cause: err,
   });
 }
+
+/**
+ * The rest of a "not found" message for weights or a data yaml: yolo5 downloads nothing (no
+ * network is assumed), so say where such files come from and what is built in instead.
+ */
+export function notDownloadedHint(kind: 'weights' | 'data'): string {
+  if (kind === 'weights') {
+    return (
+      'yolo5 downloads nothing: the Python YOLOv5 checkpoints (yolov5n.pt, yolov5s.pt … yolov5x6.pt) ' +
+      'are assets of the YOLOv5 v7.0 release (https://github.com/ultralytics/yolov5/releases/tag/v7.0); ' +
+      'download one and pass its path. Built in: models/yolov5n-shapes.pt in the yolo5 package ' +
+      '(yolov5n pretrained on synthetic shapes, what `yolo5 train` fine-tunes without --data), ' +
+      "or --weights '' --cfg yolov5n.yaml for an untrained model"
+    );
+  }
+  return (
+    'yolo5 downloads nothing and bundles no data yaml: coco128.yaml and the other data yamls are in ' +
+    'the data/ folder of the YOLOv5 repository (https://github.com/ultralytics/yolov5, v7.0), and ' +
+    'their images are downloaded separately; or write a yaml with path, train, val and names. ' +
+    'Built in: leave out --data to train on the synthetic shapes set (generated on first use)'
+  );
+}

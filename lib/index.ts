@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * yolo5 — YOLOv5 (v7.0) training, validation and detection for Node.js on LibTorch.
  */
@@ -9,7 +10,7 @@ export { Model } from './model/model';
 export { loadModel } from './model/load';
 export { Ensemble } from './model/ensemble';
 export type { Predictor } from './model/ensemble';
-export { detect, detectImages } from './predict/detect';
+export { detect, detectImages, detectStream } from './predict/detect';
 export { val } from './val/val';
 export { load, Results } from './predict/hub';
 export type {
@@ -49,6 +50,8 @@ export type { Hyp } from './config/hyp';
 export type { ClassMetrics, ValMetrics, ValOptions, ValResult } from './val/val';
 export { exportModel, EXPORT_FORMATS } from './export';
 export type { ExportFormat, ExportOptions, ExportResult } from './export';
+export type { Yolov5ExportResult } from './export/yolov5-file';
+export { readEvents } from './report/tensorboard';
 export { readDataConfig } from './config/data';
 export type { DataConfig } from './config/data';
 export type {
@@ -57,6 +60,8 @@ export type {
   DetectOutput,
   DetectResult,
   DetectSpeed,
+  DetectStream,
+  StreamedResult,
   ImageInput,
   RawImage,
 } from './predict/detect';

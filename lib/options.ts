@@ -38,6 +38,8 @@ export const TRAIN_DEFAULTS = {
   noval: false,
   noweights: false,
   noautoanchor: false,
+  /** No plots or mosaics in the run folder (TensorBoard scalars are still written). */
+  noplots: false,
   cache: false,
   /** Loader threads: one per core, at most 8. */
   workers: Math.min(8, cores),

@@ -1,21 +1,23 @@
 /**
- * The seed's experiment at a size this machine can run (a script, not a test): pretrain on the
- * built-in data set A (five shapes), then fine-tune on data set B (five other shapes, other
- * colours and backgrounds) from those weights with --freeze 0, 10 and 24 — same epochs, seed and
- * settings — and compare mAP50, mAP50-95, training time, time per epoch, peak memory and trainable
- * parameters. Every training runs in its own process, so peak RSS is per run.
+ * The seed's experiment at a size this machine can run (a script, not a test): fine-tune the
+ * bundled models/yolov5n-shapes.pt (pretrained by yolo5 on SHAPES_PRETRAIN: 24 shape classes in
+ * many looks) on the built-in target set SHAPES_B (five shapes the pretraining never saw) with
+ * --freeze 0, 10 and 24 — same epochs, seed and settings — and compare mAP50, mAP50-95, training
+ * time, time per epoch, peak memory and trainable parameters. Every training runs in its own
+ * process, so peak RSS is per run.
  *
- *   node dist-test/scripts/freeze-study.js [--pretrain-epochs 30] [--epochs 20] [--cfg yolov5n]
- *        [--img 256] [--batch 16] [--seed 0] [--freezes 0,10,24] [--pretrained W.pt]
- *        [--runs runs/freeze-study] [--out docs/freeze-study/results]
+ *   node dist-test/scripts/freeze-study.js [--epochs 20] [--cfg yolov5n] [--img 256] [--batch 16]
+ *        [--seed 0] [--freezes 0,10,24] [--pretrained W.pt] [--runs runs/freeze-study]
+ *        [--out docs/freeze-study/results]
  *
  * Writes <out>.json (everything, per epoch), <out>.md (the table and the machine) and <out>.png
- * (mAP50-95 and mAP50 per epoch of each fine-tuning run). --pretrained skips the pretraining.
+ * (mAP50-95 and mAP50 per epoch of each fine-tuning run). --pretrained replaces the bundled model.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SHAPES_A, SHAPES_B, ensureSyntheticDataset } from '../lib/data/synthetic';
+import { bundledModelPath } from '../lib/data/builtin';
+import { SHAPES_B, SHAPES_PRETRAIN, ensureSyntheticDataset } from '../lib/data/synthetic';
 import { train, type EpochRecord, type TrainOptions } from '../lib/train/train';
 import { lineChartPng, type Series } from './chart';
 import { describeMachine } from './machine';
@@ -106,7 +108,6 @@ const COLORS: [number, number, number][] = [
 ];
 
 async function main(): Promise<void> {
-  const pretrainEpochs = Number(arg('pretrain-epochs', '30'));
   const epochs = Number(arg('epochs', '20'));
   const cfg = arg('cfg', 'yolov5n');
   const imgsz = Number(arg('img', '256'));
@@ -115,25 +116,13 @@ async function main(): Promise<void> {
   const freezes = arg('freezes', '0,10,24').split(',').map(Number);
   const runs = path.resolve(arg('runs', path.join('runs', 'freeze-study')));
   const out = path.resolve(arg('out', path.join('docs', 'freeze-study', 'results')));
-  const dataA = await ensureSyntheticDataset(SHAPES_A);
   const dataB = await ensureSyntheticDataset(SHAPES_B);
   const machine = describeMachine();
   const common = { cfg, imgsz, batch, seed, project: runs, existOk: false };
   const started = new Date().toISOString();
-
-  let pretrained = arg('pretrained', '');
-  let pretrain: RunSummary | undefined;
-  if (!pretrained) {
-    pretrain = runChild({
-      ...common,
-      label: `pretrain on A (${SHAPES_A.classes.join(', ')})`,
-      data: dataA,
-      epochs: pretrainEpochs,
-      name: 'pretrain',
-    });
-    if (!pretrain.best) throw new Error('the pretraining run saved no best.pt');
-    pretrained = pretrain.best;
-  }
+  const pretrained = arg('pretrained', bundledModelPath() ?? '');
+  if (!pretrained)
+    throw new Error('no bundled model (models/yolov5n-shapes.pt): pass --pretrained');
   const finetunes: RunSummary[] = [];
   for (const freeze of freezes) {
     finetunes.push(
@@ -166,10 +155,8 @@ async function main(): Promise<void> {
     ...rows,
   ].join('\n');
   const md = [
-    `Fine-tuning ${cfg} on data set B (${SHAPES_B.classes.join(', ')}; ${SHAPES_B.train} train / ${SHAPES_B.val} val images) for ${epochs} epochs from weights pretrained on data set A` +
-      (pretrain
-        ? ` (${pretrainEpochs} epochs from scratch: mAP50 ${pretrain.final.mAP50.toFixed(3)}, mAP50-95 ${pretrain.final.mAP50_95.toFixed(3)} on A's val set)`
-        : ` (${path.basename(pretrained)})`) +
+    `Fine-tuning ${cfg} on data set B (${SHAPES_B.classes.join(', ')}; ${SHAPES_B.train} train / ${SHAPES_B.val} val images) for ${epochs} epochs from ${path.basename(pretrained)}` +
+      ` (pretrained on ${SHAPES_PRETRAIN.classes.length} other shape classes)` +
       `; ${imgsz} px, batch ${batch}, seed ${seed}. mAP: the final validation of each run's best.pt on B's val set.`,
     '',
     table,
@@ -193,7 +180,7 @@ async function main(): Promise<void> {
     });
   });
   const png = lineChartPng(series, {
-    title: `Fine-tuning ${cfg} on shapes B from shapes A weights`,
+    title: `Fine-tuning ${path.basename(pretrained)} on shapes B`,
     xLabel: 'epoch',
     yLabel: 'mAP on B val (EMA)',
   });
@@ -202,7 +189,7 @@ async function main(): Promise<void> {
   fs.writeFileSync(`${out}.md`, `${md}\n`);
   fs.writeFileSync(
     `${out}.json`,
-    `${JSON.stringify({ date: started, machine, cfg, imgsz, batch, seed, epochs, pretrainEpochs, pretrained, pretrain, finetunes }, null, 2)}\n`,
+    `${JSON.stringify({ date: started, machine, cfg, imgsz, batch, seed, epochs, pretrained, finetunes }, null, 2)}\n`,
   );
   console.log(`\nwritten ${out}.md, ${out}.json, ${out}.png`);
 }

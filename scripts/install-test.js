@@ -79,6 +79,44 @@ const packed = sh('npm', ['pack', '--pack-destination', tmp, '--silent'], root)
   .pop();
 const tarball = path.join(tmp, packed);
 console.log(`packed ${tarball} (${(fs.statSync(tarball).size / 1e6).toFixed(1)} MB)`);
+const tuple = `${process.platform}-${process.arch}`;
+check(
+  'the tarball holds the prebuilt binary, its manifest and the bundled model, and no source maps',
+  () => {
+    const files = sh('tar', ['tzf', tarball], tmp).split('\n').filter(Boolean);
+    for (const f of [
+      `package/prebuilds/${tuple}/yolo5.napi.node`,
+      `package/prebuilds/${tuple}/yolo5.json`,
+      `package/prebuilds/${tuple}/preload/yolo5_preload.node`,
+      'package/models/yolov5n-shapes.pt',
+      'package/models/yolov5n-shapes.json',
+      'package/dist/index.d.ts',
+    ])
+      assert.ok(files.includes(f), `${f} is in the tarball`);
+    assert.deepEqual(
+      files.filter((f) => f.endsWith('.map')),
+      [],
+      'no source maps (they name lib/, which is not shipped)',
+    );
+    assert.deepEqual(
+      files.filter((f) => f.startsWith('package/build/')),
+      [],
+      'no build folder',
+    );
+  },
+);
+
+/** Bytes under `dir` (files only, links not followed). */
+function duBytes(dir) {
+  let n = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) n += duBytes(p);
+    else if (e.isFile()) n += fs.statSync(p).size;
+  }
+  return n;
+}
+const MAX_INSTALLED_MB = 60;
 
 const modes = process.argv.includes('--skip-source') ? ['prebuilt'] : ['prebuilt', 'source'];
 for (const mode of modes) {
@@ -102,15 +140,35 @@ for (const mode of modes) {
       'only what users need',
     );
     if (mode === 'source') {
+      assert.match(out, /building the native addon from source.*\n.*about 5 minutes/);
       assert.match(out, /built the native addon from source/);
-      assert.ok(fs.existsSync(path.join(pkg, 'build', 'Release', 'yolo5.node')));
+      // Only the addon stays: no precompiled header, objects or CMake files.
+      const left = [];
+      const walk = (d) =>
+        fs
+          .readdirSync(d, { withFileTypes: true })
+          .forEach((e) =>
+            e.isDirectory()
+              ? walk(path.join(d, e.name))
+              : left.push(path.relative(pkg, path.join(d, e.name))),
+          );
+      walk(path.join(pkg, 'build'));
+      assert.deepEqual(left.sort(), [
+        'build/Release/preload/yolo5_preload.node',
+        'build/Release/yolo5.node',
+      ]);
     } else {
       assert.match(out, /using a prebuilt binary/);
-      assert.ok(
-        !fs.existsSync(path.join(pkg, 'build', 'Release', 'yolo5.node')),
-        'no source build',
-      );
+      assert.doesNotMatch(out, /building/);
+      assert.ok(!fs.existsSync(path.join(pkg, 'build')), 'nothing compiled: no build folder');
     }
+    assert.ok(fs.existsSync(path.join(pkg, 'models', 'yolov5n-shapes.pt')), 'the bundled model');
+    const mb = duBytes(pkg) / 1e6;
+    console.log(`# ${mode}: node_modules/yolo5 is ${mb.toFixed(1)} MB`);
+    assert.ok(
+      mb <= MAX_INSTALLED_MB,
+      `node_modules/yolo5 is ${mb.toFixed(1)} MB (at most ${MAX_INSTALLED_MB})`,
+    );
   });
   check(`${mode}: npx yolo5 --version, doctor, detect`, () => {
     assert.equal(sh('npx', ['--no-install', 'yolo5', '--version'], proj).trim(), version);
@@ -275,7 +333,13 @@ check('a missing binary gives one actionable message, not a crash', () => {
   });
   assert.equal(r.status, 1, r.stdout + r.stderr);
   assert.match(r.stderr, /^yolo5: The native addon could not be loaded .*npx yolo5 build/m);
+  assert.match(r.stderr, /libtorch-dev cmake g\+\+ make libstb-dev/);
   assert.ok(!/\n\s+at /.test(r.stderr), 'no stack trace');
+  // doctor diagnoses without an addon: what is there, which LibTorch, what to do.
+  assert.match(r.stdout, /addon: none loads/);
+  assert.match(r.stdout, /prebuilt binary: .*missing/);
+  assert.match(r.stdout, /LibTorch found: \d+\.\d+/);
+  assert.match(r.stdout, /To fix:\n  - .*npx yolo5 build.*libstb-dev/);
 });
 
 fs.rmSync(tmp, { recursive: true, force: true });

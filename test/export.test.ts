@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { exportModel, loadModel, Yolo5Error, type Model } from '../lib';
-import { ProtoWriter } from '../lib/export/protobuf';
+import { ProtoWriter } from '../lib/report/protobuf';
 import { goldenModel, relMaxDiff, tempDir } from './helpers';
 
 const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js');

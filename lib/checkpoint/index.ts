@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * Checkpoints: reads Python YOLOv5 checkpoints, plain state dicts and our own format without running
  * any code from the file, and writes checkpoints Python's `torch.load(weights_only=True)` opens.
@@ -20,6 +21,7 @@ import { ZipWriter } from './zip';
 export type { PlainValue, StateDict } from './convert';
 export type { DType, HostTensor, TensorArrayOf, TensorData } from './tensor';
 export type { Picklable } from './pickler';
+export { PyCall, PyFloat, PyInstance } from './pickler';
 export {
   bfloat16ToFloat,
   float32ToHalf,
@@ -287,6 +289,18 @@ export function writeCheckpoint(
   data: Yolo5CheckpointData,
   options: WriteCheckpointOptions = {},
 ): void {
+  writeAtomically(file, (sink) => serialiseCheckpoint(data, options, file, sink));
+}
+
+/**
+ * Writes any picklable value as a torch.save zip archive, atomically. Values with class instances
+ * (PyInstance) need Python's `torch.load(..., weights_only=False)`.
+ */
+export function writeTorchFile(file: string, value: Picklable): void {
+  writeAtomically(file, (sink) => serialisePickle(value, file, sink));
+}
+
+function writeAtomically(file: string, write: (sink: (chunk: Uint8Array) => void) => void): void {
   const dir = path.dirname(path.resolve(file));
   const temp = path.join(
     dir,
@@ -300,7 +314,7 @@ export function writeCheckpoint(
   }
   try {
     try {
-      serialiseCheckpoint(data, options, file, (chunk) => {
+      write((chunk) => {
         for (let done = 0; done < chunk.length;) done += fs.writeSync(fd, chunk, done);
       });
       fs.fsyncSync(fd);
@@ -386,6 +400,11 @@ function serialiseCheckpoint(
     ...(data.trainState ? { train_state: data.trainState as Picklable } : {}),
     date: data.date ?? new Date().toISOString(),
   };
+  serialisePickle(top, source, sink);
+}
+
+function serialisePickle(top: Picklable, source: string, sink: (chunk: Uint8Array) => void): void {
+  const fail = (what: string): never => checkpointError(source, what);
 
   const storages: { key: string; bytes: Uint8Array }[] = [];
   const pickler = new Pickler({

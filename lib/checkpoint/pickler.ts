@@ -1,11 +1,39 @@
+/// <reference types="node" preserve="true" />
 /**
  * A pickle writer (protocol 2) for plain data: None, bools, ints, floats, strings, lists, tuples,
  * dicts, OrderedDicts and tensors (as `torch._utils._rebuild_tensor_v2` over persistent storages),
- * which is everything `torch.load(..., weights_only=True)` accepts.
+ * which is everything `torch.load(..., weights_only=True)` accepts — and, for the Python YOLOv5
+ * export only, class instances (NEWOBJ + BUILD) and calls (REDUCE), which need `weights_only=False`.
  */
 import { OP, PyDict, PyTuple } from './pickle';
 import { isHostTensor } from './tensor';
 import type { HostTensor } from './tensor';
+
+/**
+ * An instance of `module.name` created without arguments and given `state` (pickle's NEWOBJ then
+ * BUILD, as Python pickles an nn.Module); one instance written twice stays one object.
+ */
+export class PyInstance {
+  constructor(
+    readonly module: string,
+    readonly name: string,
+    readonly state: Picklable,
+  ) {}
+}
+
+/** A Python float even when integral (`2.0`, where a JS number 2 would be written as an int). */
+export class PyFloat {
+  constructor(readonly value: number) {}
+}
+
+/** A call `module.name(*args)` in the pickle (REDUCE): a set, an nn.Parameter. */
+export class PyCall {
+  constructor(
+    readonly module: string,
+    readonly name: string,
+    readonly args: readonly Picklable[],
+  ) {}
+}
 
 /** What the pickler accepts; plain objects and Maps become dicts, PyDict(ordered) an OrderedDict. */
 export type Picklable =
@@ -18,6 +46,9 @@ export type Picklable =
   | readonly Picklable[]
   | PyTuple
   | PyDict
+  | PyInstance
+  | PyCall
+  | PyFloat
   | ReadonlyMap<string | number | bigint | boolean | null, Picklable>
   | HostTensor
   | { readonly [key: string]: Picklable };
@@ -97,6 +128,7 @@ export class Pickler {
   private readonly out = new ByteSink();
   /** Memo slots: tensors by identity, strings and globals by value. */
   private readonly memo = new Map<HostTensor, number>();
+  private readonly instanceMemo = new Map<PyInstance, number>();
   private readonly stringMemo = new Map<string, number>();
   private readonly globalMemo = new Map<string, number>();
   private memoCount = 0;
@@ -290,10 +322,27 @@ export class Pickler {
       this.tensor(value, path);
       return;
     }
+    if (value instanceof PyFloat) {
+      this.out.byte(OP.BINFLOAT);
+      this.out.f64be(value.value);
+      return;
+    }
+    if (value instanceof PyInstance && this.get(this.instanceMemo, value)) return;
     if (this.active.has(value)) this.hooks.fail(`${path || 'value'}: refers to itself`);
     this.active.add(value);
     if (Array.isArray(value)) {
       this.list(value as readonly Picklable[], path, depth);
+    } else if (value instanceof PyInstance) {
+      this.global(value.module, value.name);
+      this.out.byte(OP.EMPTY_TUPLE);
+      this.out.byte(OP.NEWOBJ);
+      this.put(this.instanceMemo, value);
+      this.save(value.state, path, depth + 1);
+      this.out.byte(OP.BUILD);
+    } else if (value instanceof PyCall) {
+      this.global(value.module, value.name);
+      this.tuple(value.args, path, depth);
+      this.out.byte(OP.REDUCE);
     } else if (value instanceof PyTuple) {
       this.tuple(value.items as Picklable[], path, depth);
     } else if (value instanceof PyDict) {

@@ -1,35 +1,13 @@
+/// <reference types="node" preserve="true" />
 /** Zip archives as PyTorch writes them: stored or deflated entries, zip64 when large, aligned data. */
 import * as zlib from 'node:zlib';
 import { checkpointError } from './error';
 
-// ---- CRC-32 (IEEE 802.3, reflected polynomial 0xedb88320) -------------------------------------
+// ---- CRC-32 ----------------------------------------------------------------------------------
 
-let crcTable: Int32Array | undefined;
-function crcLookup(): Int32Array {
-  if (crcTable === undefined) {
-    crcTable = new Int32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c;
-    }
-  }
-  return crcTable;
-}
-
-/** CRC-32 in plain JS, one table lookup per byte; `crc` continues an earlier result. */
-export function crc32Table(data: Uint8Array, crc = 0): number {
-  const table = crcLookup();
-  let c = ~crc;
-  for (let i = 0; i < data.length; i++) c = table[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
-  return ~c >>> 0;
-}
-
-// node ≥ 20.15 ships zlib's (vectorised) crc32; the table version covers older runtimes
-const nativeCrc32 = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
-
+/** CRC-32 (IEEE 802.3) of `data`, continuing `crc`: zlib's, in every Node the engines field allows. */
 export function crc32(data: Uint8Array, crc = 0): number {
-  return nativeCrc32 !== undefined ? nativeCrc32(data, crc) >>> 0 : crc32Table(data, crc);
+  return zlib.crc32(data, crc) >>> 0;
 }
 
 // ---- reading ---------------------------------------------------------------------------------

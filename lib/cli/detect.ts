@@ -2,7 +2,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { detectImages, type DetectResult } from '../predict/detect';
+import { detectStream, type DetectResult } from '../predict/detect';
+import { yoloTxtRows } from '../predict/labels';
 import { native } from '../native/addon';
 import { makeRunDir } from '../report/runs';
 import type { AmpMode } from '../options';
@@ -72,7 +73,7 @@ export function detectCommand(): Command {
     .addOption(ampOption())
     .action(async (o: DetectCliOptions) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
-      const { results, speed, model } = await detectImages(o.source, {
+      const stream = await detectStream(o.source, {
         weights: o.weights,
         augment: o.augment === true,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
@@ -94,46 +95,74 @@ export function detectCommand(): Command {
       if (o.saveTxt) fs.mkdirSync(path.join(dir, 'labels'), { recursive: true });
       // Crop paths handed out but not written yet (an image's crops are written together).
       const claimed = new Set<string>();
-      for (const r of results) {
+      // results.json is written as the images finish, so no result is held beyond its image.
+      const json = fs.openSync(path.join(dir, 'results.json'), 'w');
+      fs.writeSync(json, '{\n  "results": [');
+      const total = { preprocess: 0, inference: 0, nms: 0, images: 0 };
+      for await (const r of stream) {
+        const { index, total: n, speed: t, ...result } = r;
+        fs.writeSync(
+          json,
+          `${index > 0 ? ',' : ''}\n    ${JSON.stringify(result, null, 2).replace(/\n/g, '\n    ')}`,
+        );
         if (r.error) continue;
-        const stem = path.parse(r.source).name;
-        out(`${r.source}: ${r.width}x${r.height} ${summary(r, model.names)}`);
-        if (o.saveTxt) writeLabels(path.join(dir, 'labels', `${stem}.txt`), r, o.saveConf === true);
-        const crops = o.saveCrop
-          ? r.boxes.map((b, index) => {
-              const cropDir = path.join(dir, 'crops', b.name);
-              fs.mkdirSync(cropDir, { recursive: true });
-              return { index, path: uniquePath(path.join(cropDir, `${stem}.jpg`), claimed) };
-            })
-          : [];
-        if (!o.nosave || crops.length > 0) {
-          const boxes = r.boxes.map((b) => ({
-            x1: b.x1,
-            y1: b.y1,
-            x2: b.x2,
-            y2: b.y2,
-            cls: b.class,
-            label: o.hideLabels ? '' : o.hideConf ? b.name : `${b.name} ${b.confidence.toFixed(2)}`,
-          }));
-          const ext = path.extname(r.source).toLowerCase() === '.png' ? '.png' : '.jpg';
-          await native().drawDetections(r.source, boxes, {
-            lineWidth: o.lineThickness,
-            ...(o.nosave
-              ? { format: 'bmp' as const }
-              : { output: path.join(dir, `${stem}${ext}`) }),
-            crops,
-          });
-        }
+        total.preprocess += t.preprocess;
+        total.inference += t.inference;
+        total.nms += t.nms;
+        total.images++;
+        const ms = t.preprocess + t.inference + t.nms;
+        const found = r.boxes.length ? `${summary(r, stream.model.names)}, ` : '(no detections), ';
+        out(
+          `image ${index + 1}/${n} ${r.source}: ${r.width}x${r.height} ${found}${ms.toFixed(1)}ms`,
+        );
+        await saveImage(r, dir, o, claimed);
       }
-      fs.writeFileSync(
-        path.join(dir, 'results.json'),
-        `${JSON.stringify({ speed, results }, null, 2)}\n`,
-      );
+      const k = Math.max(total.images, 1);
+      const speed = {
+        preprocess: total.preprocess / k,
+        inference: total.inference / k,
+        nms: total.nms / k,
+      };
+      fs.writeSync(json, `\n  ],\n  "speed": ${JSON.stringify(speed)}\n}\n`);
+      fs.closeSync(json);
       out(
         `Speed: ${speed.preprocess.toFixed(1)}ms pre-process, ${speed.inference.toFixed(1)}ms inference, ${speed.nms.toFixed(1)}ms NMS per image`,
       );
       out(`Results saved to ${dir}`);
     });
+}
+
+/** The annotated image, labels and crops of one result. */
+async function saveImage(
+  r: DetectResult,
+  dir: string,
+  o: DetectCliOptions,
+  claimed: Set<string>,
+): Promise<void> {
+  const stem = path.parse(r.source).name;
+  if (o.saveTxt) writeLabels(path.join(dir, 'labels', `${stem}.txt`), r, o.saveConf === true);
+  const crops = o.saveCrop
+    ? r.boxes.map((b, index) => {
+        const cropDir = path.join(dir, 'crops', b.name);
+        fs.mkdirSync(cropDir, { recursive: true });
+        return { index, path: uniquePath(path.join(cropDir, `${stem}.jpg`), claimed) };
+      })
+    : [];
+  if (o.nosave && crops.length === 0) return;
+  const boxes = r.boxes.map((b) => ({
+    x1: b.x1,
+    y1: b.y1,
+    x2: b.x2,
+    y2: b.y2,
+    cls: b.class,
+    label: o.hideLabels ? '' : o.hideConf ? b.name : `${b.name} ${b.confidence.toFixed(2)}`,
+  }));
+  const ext = path.extname(r.source).toLowerCase() === '.png' ? '.png' : '.jpg';
+  await native().drawDetections(r.source, boxes, {
+    lineWidth: o.lineThickness,
+    ...(o.nosave ? { format: 'bmp' as const } : { output: path.join(dir, `${stem}${ext}`) }),
+    crops,
+  });
 }
 
 function summary(r: DetectResult, names: string[]): string {
@@ -146,18 +175,9 @@ function summary(r: DetectResult, names: string[]): string {
     .join(', ');
 }
 
-/** YOLO rows normalised to the image, lowest confidence first (as the reference writes them). */
+/** YOLO rows normalised to the image from whole-pixel boxes, as the reference's detect.py writes them. */
 function writeLabels(file: string, r: DetectResult, withConf: boolean): void {
-  const lines = [...r.boxes].reverse().map((b) => {
-    const v = [
-      (b.x1 + b.x2) / 2 / r.width,
-      (b.y1 + b.y2) / 2 / r.height,
-      (b.x2 - b.x1) / r.width,
-      (b.y2 - b.y1) / r.height,
-      ...(withConf ? [b.confidence] : []),
-    ];
-    return [b.class, ...v.map((x) => Number(x.toPrecision(6)))].join(' ');
-  });
+  const lines = yoloTxtRows(r, withConf);
   fs.writeFileSync(file, lines.length ? `${lines.join('\n')}\n` : '');
 }
 

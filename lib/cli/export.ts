@@ -31,7 +31,9 @@ interface ExportCliOptions {
 export function exportCommand(): Command {
   const size = parseInteger('--imgsz', 1);
   return new Command('export')
-    .description('export a checkpoint for other runtimes (ONNX, checked against onnxruntime)')
+    .description(
+      'export a checkpoint for other runtimes (ONNX, checked against onnxruntime) or for Python YOLOv5 (yolov5)',
+    )
     .requiredOption('--weights <file>', 'checkpoint (.pt) to export')
     .option('--cfg <yaml>', 'model yaml, for weights that are a plain state dict')
     .option('--include <formats...>', `formats to write (${EXPORT_FORMATS.join(', ')})`, ['onnx'])
@@ -90,9 +92,17 @@ export function exportCommand(): Command {
           opset: o.opset,
           force: o.force === true,
         });
+        const where = path.relative(process.cwd(), r.file) || r.file;
+        if (r.format === 'yolov5') {
+          out(
+            `YOLOV5: wrote ${where} (${(r.bytes / 1e6).toFixed(1)} MB, DetectionModel, float16): ` +
+              `Python YOLOv5 loads it with torch.load(..., weights_only=False), e.g. detect.py --weights`,
+          );
+          continue;
+        }
         const shape = (s: (number | string)[]) => `(${s.join(', ')})`;
         out(
-          `${format.toUpperCase()}: wrote ${path.relative(process.cwd(), r.file) || r.file} ` +
+          `${format.toUpperCase()}: wrote ${where} ` +
             `(${(r.bytes / 1e6).toFixed(1)} MB, opset ${r.opset}): ` +
             `input ${r.input.name} ${shape(r.input.shape)}, output ${r.output.name} ${shape(r.output.shape)}`,
         );

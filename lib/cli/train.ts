@@ -17,6 +17,7 @@ import {
   type OptimizerName,
 } from '../options';
 import { evolve } from '../train/evolve';
+import { bar, ProgressPrinter, valProgress } from '../report/progress';
 import { train, type BatchEvent, type TrainOptions, type TrainResult } from '../train/train';
 import { EXIT } from './exit';
 import { interruptOnSignals } from './interrupt';
@@ -37,6 +38,7 @@ interface TrainCliOptions {
   nosave?: boolean;
   noval?: boolean;
   noautoanchor?: boolean;
+  noplots?: boolean;
   cache?: string | boolean;
   workers?: number;
   optimizer?: OptimizerName;
@@ -59,11 +61,6 @@ interface TrainCliOptions {
   resumeEvolve?: string;
 }
 
-function bar(done: number, total: number, width = 20): string {
-  const n = Math.round((done / Math.max(total, 1)) * width);
-  return `${'█'.repeat(n)}${' '.repeat(width - n)}`;
-}
-
 function memGB(): string {
   return `${(process.memoryUsage().rss / 1e9).toFixed(2)}G`;
 }
@@ -73,12 +70,15 @@ const def = (v: unknown) => `(default ${String(v)})`;
 /** The flags of training proper (data, model, schedule, augmentation, saving). */
 function addTrainingFlags(c: Command): Command {
   return c
-    .option('--data <yaml>', 'data set yaml (default: the built-in synthetic shapes set)')
+    .option('--data <yaml>', 'data set yaml (default: the built-in target set shapes-b)')
     .option(
       '--cfg <yaml>',
-      `model yaml or bundled name (default ${D.cfg}; ${D.builtin.cfg} on the built-in data)`,
+      `model yaml or bundled name (default ${D.cfg}; ${D.builtin.cfg} from scratch on the built-in data)`,
     )
-    .option('--weights <file>', 'initial weights (.pt from Python YOLOv5, a state dict, or ours)')
+    .option(
+      '--weights <file>',
+      "initial weights (.pt from Python YOLOv5, a state dict, or ours; '' for none; default without --data and --cfg: the bundled models/yolov5n-shapes.pt)",
+    )
     .option('--hyp <yaml>', 'hyperparameters (default models/hyps/hyp.scratch-low.yaml)')
     .option(
       '--epochs <n>',
@@ -102,6 +102,7 @@ function addTrainingFlags(c: Command): Command {
     .option('--nosave', 'only save the final checkpoint')
     .option('--noval', 'only validate the final epoch')
     .option('--noautoanchor', 'skip the anchor check')
+    .option('--noplots', 'save no plots or mosaics (TensorBoard scalars are still written)')
     .addOption(new Option('--cache [mode]', 'keep decoded images in memory').choices(CACHE_MODES))
     .option(
       '--workers <n>',
@@ -198,6 +199,7 @@ function toTrainOptions(o: TrainCliOptions, log: (line: string) => void): TrainO
     ...given('nosave', flag(o.nosave)),
     ...given('noval', flag(o.noval)),
     ...given('noautoanchor', flag(o.noautoanchor)),
+    ...given('noplots', flag(o.noplots)),
     ...given('cache', o.cache === undefined ? undefined : true),
     ...given('optimizer', o.optimizer),
     ...given('cosLr', flag(o.cosLr)),
@@ -214,12 +216,19 @@ function toTrainOptions(o: TrainCliOptions, log: (line: string) => void): TrainO
   };
 }
 
-/** Prints batch progress: one updating line per epoch on a terminal, the epoch's last otherwise. */
+/**
+ * Prints batch progress: one updating line per epoch on a terminal; in a pipe the epoch's last
+ * line and one at least every 10 s of a long epoch.
+ */
 function progressPrinter(out: (line: string) => void): {
+  printer: ProgressPrinter;
   onBatch: (p: BatchEvent) => void;
   reset: () => void;
 } {
-  const tty = process.stdout.isTTY === true;
+  const printer = new ProgressPrinter(
+    (s) => process.stdout.write(s),
+    process.stdout.isTTY === true,
+  );
   let header = false;
   const cols = (p: BatchEvent) =>
     [`${p.epoch}/${p.epochs - 1}`, memGB(), p.lbox.toFixed(4), p.lobj.toFixed(4), p.lcls.toFixed(4)]
@@ -238,11 +247,9 @@ function progressPrinter(out: (line: string) => void): {
       );
       header = true;
     }
-    if (tty) process.stdout.write(`\r${line(p)}`);
-    else if (p.batch === p.batches - 1) out(line(p));
-    if (tty && p.batch === p.batches - 1) process.stdout.write('\n');
+    printer.update(line(p), p.batch === p.batches - 1);
   };
-  return { onBatch, reset: () => (header = false) };
+  return { printer, onBatch, reset: () => (header = false) };
 }
 
 function summary(r: TrainResult): string {
@@ -281,6 +288,7 @@ async function runTrainCommand(o: TrainCliOptions): Promise<number> {
     }
     const run = train(opts);
     run.on('batch', progress.onBatch);
+    if (progress.printer.tty) run.on('valBatch', valProgress(progress.printer));
     const result = await run;
     out(summary(result));
     if (result.status === 'aborted') return interrupt.exitCode() ?? EXIT.failure;
@@ -300,7 +308,7 @@ async function runTrainCommand(o: TrainCliOptions): Promise<number> {
 
 export function trainCommand(): Command {
   const c = new Command('train').description(
-    'train (or fine-tune with frozen layers); without --data on the built-in synthetic set',
+    'train (or fine-tune with frozen layers); without --data: fine-tune the bundled model on the built-in shapes set',
   );
   return addRunFlags(addTrainingFlags(c)).action(async (o: TrainCliOptions) => {
     process.exitCode = await runTrainCommand(o);

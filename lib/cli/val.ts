@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { VAL_TASKS, type AmpMode } from '../options';
 import { val } from '../val/val';
 import { ampOption, parseInteger, parseNumber } from './options';
+import { ProgressPrinter, valProgress } from '../report/progress';
 
 interface ValCliOptions {
   weights: string[];
@@ -25,6 +26,7 @@ interface ValCliOptions {
   augment?: boolean;
   amp?: AmpMode;
   device?: string;
+  noplots?: boolean;
 }
 
 export function valCommand(): Command {
@@ -54,10 +56,14 @@ export function valCommand(): Command {
     .option('--exist-ok', 'reuse an existing run folder')
     .option('--augment', 'test-time augmentation: scales 1, 0.83 (flipped), 0.67 before one NMS')
     .option('--device <d>', 'cpu (default), a CUDA device index such as 0, or cuda:N')
+    .option('--noplots', 'save no curves, confusion matrix or batch mosaics')
     .addOption(ampOption())
     .action(async (o: ValCliOptions) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
+      const printer = new ProgressPrinter((s) => process.stdout.write(s), true);
       await val({
+        plots: o.noplots !== true,
+        ...(process.stdout.isTTY ? { progress: valProgress(printer) } : {}),
         weights: o.weights,
         augment: o.augment === true,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),

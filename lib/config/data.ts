@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readYamlFile } from './model';
-import { Yolo5Error, show } from '../errors';
+import { Yolo5Error, notDownloadedHint, show } from '../errors';
 
 export interface DataConfig {
   file: string;
@@ -28,7 +28,13 @@ function dataError(file: string, message: string, value?: unknown): Yolo5Error {
 /** Reads and checks a data yaml; relative `path` resolves against the yaml's folder, then the cwd. */
 export function readDataConfig(file: string): DataConfig {
   if (!fs.existsSync(file))
-    throw new Yolo5Error('E_FILE', `Data file ${show(file)} not found`, { file });
+    throw new Yolo5Error(
+      'E_FILE',
+      `Data file ${show(file)} not found. ${notDownloadedHint('data')}`,
+      {
+        file,
+      },
+    );
   const raw = readYamlFile(file);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw dataError(file, 'a data yaml must be a mapping with path, train, val, names');

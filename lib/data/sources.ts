@@ -55,11 +55,43 @@ function listDir(dir: string, recursive: boolean): string[] {
   return out;
 }
 
+const VIDEO_EXTENSIONS = new Set([
+  '.mp4',
+  '.avi',
+  '.mov',
+  '.mkv',
+  '.webm',
+  '.wmv',
+  '.flv',
+  '.m4v',
+  '.mpg',
+  '.mpeg',
+  '.ts',
+  '.asf',
+  '.gifv',
+]);
+
+/** Why the reference's other source kinds (webcam, stream, URL, video) are refused, or undefined. */
+export function unsupportedSource(src: string): string | undefined {
+  const images = `yolo5 reads image files only (${[...IMAGE_EXTENSIONS].join(' ')}): a file, a folder or a glob`;
+  if (/^\d+$/.test(src) && !fs.existsSync(src))
+    return `Source ${show(src)} looks like a webcam index: webcams are not supported; ${images}`;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(src))
+    return `Source ${show(src)} is a URL or stream: yolo5 downloads nothing and reads no streams; ${images}`;
+  if (VIDEO_EXTENSIONS.has(path.extname(src).toLowerCase()) && !/[*?[]/.test(src))
+    return `Source ${show(src)} is a video: videos are not supported (extract frames, e.g. with ffmpeg); ${images}`;
+  if (src === 'screen' && !fs.existsSync(src))
+    return `Source "screen" (screenshots) is not supported; ${images}`;
+  return undefined;
+}
+
 /** Expands sources into image files, sorted within each source; throws when nothing is found. */
 export function expandImageSources(sources: string | readonly string[]): string[] {
   const list = typeof sources === 'string' ? [sources] : [...sources];
   const files: string[] = [];
   for (const src of list) {
+    const unsupported = unsupportedSource(src);
+    if (unsupported !== undefined) throw new Yolo5Error('E_ARG', unsupported, { value: src });
     if (/[*?[]/.test(src) && !fs.existsSync(src)) {
       // The fixed part before the first wildcard is where the search starts.
       const abs = path.resolve(src);

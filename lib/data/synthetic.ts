@@ -12,8 +12,11 @@ import { Yolo5Error, show } from '../errors';
 import { native } from '../native/addon';
 
 /** 'a': vivid flat shapes on muted gradients with noise/stripes/checker; 'b': pastel or neon
- * outlined, shaded shapes on dark radial gradients with marble/dots/rings/hatching. */
-export type SyntheticStyle = 'a' | 'b';
+ * outlined, shaded shapes on dark radial gradients with marble/dots/rings/hatching; 'mix' (the
+ * pretraining set): per image one of several palettes and tones over either kind of background,
+ * per object one of eight fills, unlabelled clutter under and occluders over the objects, objects
+ * from 4% to 50% of the side. */
+export type SyntheticStyle = 'a' | 'b' | 'mix';
 
 export interface SyntheticSpec {
   /** Folder name under the cache root, e.g. 'shapes-a'. */
@@ -43,10 +46,31 @@ export const SYNTHETIC_SHAPES = [
   'hexagon',
   'arrow',
   'heart',
+  'pentagon',
+  'octagon',
+  'ellipse',
+  'semicircle',
+  'crescent',
+  'trapezoid',
+  'parallelogram',
+  'bar',
+  'chevron',
+  'ell',
+  'tee',
+  'star4',
+  'hexagram',
+  'teardrop',
+  'bolt',
+  'hourglass',
+  'gear',
+  'flower',
+  'frame',
+  'quarter',
+  'arch',
 ] as const;
 export type SyntheticShape = (typeof SYNTHETIC_SHAPES)[number];
 
-/** The default built-in data set (`yolo5 train` without --data). */
+/** The first built-in data set (five flat shapes; benchmarks train on it). */
 export const SHAPES_A: SyntheticSpec = {
   name: 'shapes-a',
   classes: ['circle', 'square', 'triangle', 'cross', 'star'],
@@ -57,7 +81,10 @@ export const SHAPES_A: SyntheticSpec = {
   style: 'a',
 };
 
-/** A second data set for transfer learning: other shapes, palette and textures than SHAPES_A. */
+/**
+ * The built-in target set for transfer learning (`yolo5 train` without --data fine-tunes the
+ * bundled model on it): shapes that neither SHAPES_A nor SHAPES_PRETRAIN has, in style 'b'.
+ */
 export const SHAPES_B: SyntheticSpec = {
   name: 'shapes-b',
   classes: ['ring', 'diamond', 'hexagon', 'arrow', 'heart'],
@@ -66,6 +93,46 @@ export const SHAPES_B: SyntheticSpec = {
   size: 256,
   seed: 2,
   style: 'b',
+};
+
+/**
+ * The pretraining set the bundled models/yolov5n-shapes.pt was trained on (scripts/pretrain.ts):
+ * 24 shape classes in every look of style 'mix'. None of SHAPES_B's classes is among them, so
+ * fine-tuning on B (the default job) learns classes the pretraining never saw.
+ */
+export const SHAPES_PRETRAIN: SyntheticSpec = {
+  name: 'shapes-pretrain',
+  classes: [
+    'circle',
+    'square',
+    'triangle',
+    'cross',
+    'star',
+    'pentagon',
+    'octagon',
+    'ellipse',
+    'semicircle',
+    'crescent',
+    'trapezoid',
+    'parallelogram',
+    'bar',
+    'chevron',
+    'ell',
+    'tee',
+    'star4',
+    'hexagram',
+    'teardrop',
+    'bolt',
+    'hourglass',
+    'gear',
+    'flower',
+    'frame',
+  ],
+  train: 2000,
+  val: 200,
+  size: 256,
+  seed: 3,
+  style: 'mix',
 };
 
 /** One rendered image and its labels (rows class, cx, cy, w, h normalised to 0…1). */
@@ -170,6 +237,108 @@ function heart(): Contour {
   return c;
 }
 
+/** Centres the contours' box at 0 and scales the longer half-extent to 1. */
+function normalised(contours: Contour[]): Contour[] {
+  const xs = contours.flatMap((c) => c.filter((_, i) => i % 2 === 0));
+  const ys = contours.flatMap((c) => c.filter((_, i) => i % 2 === 1));
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const s = 2 / Math.max(x1 - x0, y1 - y0);
+  return contours.map((c) =>
+    c.map((v, i) => (v - (i % 2 === 0 ? (x0 + x1) / 2 : (y0 + y1) / 2)) * s),
+  );
+}
+
+/** Points (r(θ)·cos θ, r(θ)·sin θ) for `n` angles from `from` to `to` (excluded when a full turn). */
+function polar(n: number, r: (a: number) => number, from = 0, to = 2 * Math.PI): Contour {
+  const c: Contour = [];
+  const full = Math.abs(to - from - 2 * Math.PI) < 1e-9;
+  for (let k = 0; k < n; k++) {
+    const a = from + ((to - from) * k) / (full ? n : n - 1);
+    c.push(r(a) * Math.cos(a), r(a) * Math.sin(a));
+  }
+  return c;
+}
+
+function gear(teeth: number): Contour {
+  const c: Contour = [];
+  const step = (2 * Math.PI) / teeth;
+  for (let k = 0; k < teeth; k++) {
+    const a = k * step;
+    for (const [da, r] of [
+      [-0.32, 0.74],
+      [-0.18, 1],
+      [0.18, 1],
+      [0.32, 0.74],
+    ] as const)
+      c.push(r * Math.cos(a + da * step), r * Math.sin(a + da * step));
+  }
+  return c;
+}
+
+/** The pretraining set's shapes (contours as for shapeContours). */
+function moreShapeContours(shape: SyntheticShape): Contour[] {
+  const one = (c: Contour) => normalised([c]);
+  switch (shape) {
+    case 'pentagon':
+      return one(regular(5, 1, -Math.PI / 2));
+    case 'octagon':
+      return [regular(8, 1, Math.PI / 8)];
+    case 'ellipse':
+      return one(polar(96, () => 1).map((v, i) => (i % 2 ? v * 0.55 : v)));
+    case 'semicircle':
+      return one(polar(48, () => 1, Math.PI, 2 * Math.PI));
+    case 'crescent': {
+      const outer = polar(48, () => 1, Math.PI / 2, (3 * Math.PI) / 2);
+      const inner: Contour = [];
+      for (let k = 1; k < 47; k++) {
+        const a = -Math.PI / 2 + (Math.PI * k) / 47;
+        inner.push(-0.45 * Math.cos(a), -Math.sin(a));
+      }
+      return one([...outer, ...inner]);
+    }
+    case 'trapezoid':
+      return one([-1, 0.6, 1, 0.6, 0.5, -0.6, -0.5, -0.6]);
+    case 'parallelogram':
+      return one([-1, 0.5, 0.4, 0.5, 1, -0.5, -0.4, -0.5]);
+    case 'bar':
+      return [[-1, -0.38, 1, -0.38, 1, 0.38, -1, 0.38]];
+    case 'chevron':
+      return one([-1, 0.5, 0, -0.6, 1, 0.5, 0.6, 0.75, 0, 0, -0.6, 0.75]);
+    case 'ell':
+      return [[-1, -1, -0.4, -1, -0.4, 0.4, 1, 0.4, 1, 1, -1, 1]];
+    case 'tee':
+      return [[-1, -1, 1, -1, 1, -0.45, 0.28, -0.45, 0.28, 1, -0.28, 1, -0.28, -0.45, -1, -0.45]];
+    case 'star4':
+      return [star(4, 1, 0.38)];
+    case 'hexagram':
+      return one(star(6, 1, 0.58));
+    case 'teardrop': {
+      const c: Contour = [];
+      for (let k = 0; k < 96; k++) {
+        const t = (2 * Math.PI * k) / 96;
+        c.push(Math.sin(t) * Math.sin(t / 2), -Math.cos(t)); // cusp at t = 0
+      }
+      return one(c);
+    }
+    case 'bolt':
+      return one([-0.2, -1, 0.6, -1, 0.15, -0.15, 0.65, -0.15, -0.35, 1, 0, 0.1, -0.5, 0.1]);
+    case 'hourglass':
+      return [[-1, -1, 1, -1, 0.15, 0, 1, 1, -1, 1, -0.15, 0]];
+    case 'gear':
+      return [gear(8)];
+    case 'flower':
+      return [polar(120, (a) => 0.45 + 0.55 * Math.abs(Math.cos(2.5 * a)))];
+    case 'frame':
+      return [regular(4, 1, Math.PI / 4), regular(4, 0.6, Math.PI / 4)];
+    case 'quarter':
+      return one([0, 0, ...polar(32, () => 1, 0, Math.PI / 2)]);
+    case 'arch':
+      return [[-1, -1, -0.45, -1, -0.45, 0.45, 0.45, 0.45, 0.45, -1, 1, -1, 1, 1, -1, 1]];
+    default:
+      throw new Error(`no contour for ${shape}`);
+  }
+}
+
 function shapeContours(shape: SyntheticShape): Contour[] {
   const w = 0.32; // cross arm half-width
   switch (shape) {
@@ -193,6 +362,8 @@ function shapeContours(shape: SyntheticShape): Contour[] {
       return [[-1, -0.2, 0.15, -0.2, 0.15, -0.58, 1, 0, 0.15, 0.58, 0.15, 0.2, -1, 0.2]];
     case 'heart':
       return [heart()];
+    default:
+      return moreShapeContours(shape);
   }
 }
 
@@ -317,13 +488,13 @@ function luma(c: RGB): number {
   return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2];
 }
 
-function backgroundColour(rng: Rng, style: SyntheticStyle): RGB {
+function backgroundColour(rng: Rng, style: 'a' | 'b'): RGB {
   return style === 'a'
     ? hsv(rng.next(), rng.range(0.05, 0.45), rng.range(0.3, 0.9))
     : hsv(rng.next(), rng.range(0.4, 0.85), rng.range(0.1, 0.5));
 }
 
-function objectColour(rng: Rng, style: SyntheticStyle): RGB {
+function objectColour(rng: Rng, style: 'a' | 'b'): RGB {
   if (style === 'a') return hsv(rng.next(), rng.range(0.55, 1), rng.range(0.45, 1));
   // Pastel or neon.
   return rng.next() < 0.5
@@ -332,7 +503,7 @@ function objectColour(rng: Rng, style: SyntheticStyle): RGB {
 }
 
 /** The candidate colour that stands out most from `under` (first one clearly contrasting). */
-function contrastingColour(rng: Rng, style: SyntheticStyle, under: RGB): RGB {
+function contrastingColour(rng: Rng, style: 'a' | 'b', under: RGB): RGB {
   let best: RGB = [0, 0, 0];
   let bestScore = -1;
   for (let k = 0; k < 16; k++) {
@@ -394,7 +565,7 @@ function fbm(rng: Rng, size: number, cell: number): Float32Array {
   return out;
 }
 
-function renderBackground(rng: Rng, style: SyntheticStyle, size: number, rgb: Uint8ClampedArray) {
+function renderBackground(rng: Rng, style: 'a' | 'b', size: number, rgb: Uint8ClampedArray) {
   const n = size * size;
   const grad = new Float32Array(n);
   let tex: Float32Array = new Float32Array(n);
@@ -537,8 +708,16 @@ function checkSpec(spec: SyntheticSpec): SyntheticShape[] {
   if (!Number.isInteger(spec.size) || spec.size < 32 || spec.size > 4096)
     throw bad('size must be an integer in 32…4096', spec.size);
   if (!Number.isSafeInteger(spec.seed)) throw bad('seed must be an integer', spec.seed);
-  if (spec.style !== 'a' && spec.style !== 'b') throw bad("style must be 'a' or 'b'", spec.style);
+  if (spec.style !== 'a' && spec.style !== 'b' && spec.style !== 'mix')
+    throw bad("style must be 'a', 'b' or 'mix'", spec.style);
   return spec.classes as SyntheticShape[];
+}
+
+/** Image `index`'s own random stream: images do not depend on each other. */
+function imageRng(spec: SyntheticSpec, split: 'train' | 'val', index: number): Rng {
+  const style = { a: 1, b: 2, mix: 3 }[spec.style];
+  const seed = [spec.seed >>> 0, Math.floor(spec.seed / 4294967296) >>> 0];
+  return new Rng(hash32([...seed, style, split === 'train' ? 1 : 2, index]));
 }
 
 /** Renders image `index` of a split: the same spec, split and index always give the same bytes. */
@@ -548,16 +727,9 @@ export function renderSyntheticImage(
   index: number,
 ): SyntheticImage {
   const shapes = checkSpec(spec);
+  if (spec.style === 'mix') return renderMixImage(spec, shapes, split, index);
   const { size, style } = spec;
-  const rng = new Rng(
-    hash32([
-      spec.seed >>> 0,
-      Math.floor(spec.seed / 4294967296) >>> 0,
-      style === 'a' ? 1 : 2,
-      split === 'train' ? 1 : 2,
-      index,
-    ]),
-  );
+  const rng = imageRng(spec, split, index);
   const rgb = new Uint8ClampedArray(size * size * 3);
   renderBackground(rng, style, size, rgb);
   // Which object (1-based) each pixel shows, 0 for background: labels come from it.
@@ -660,7 +832,16 @@ export function renderSyntheticImage(
       }
     }
   }
-  // Labels: each object's visible pixels' tight box.
+  return {
+    width: size,
+    height: size,
+    data: new Uint8Array(rgb.buffer, rgb.byteOffset, rgb.byteLength),
+    labels: labelsFromOwner(owner, classes, size),
+  };
+}
+
+/** Each object's visible pixels' tight box (`owner`: 1-based object per pixel, 0 for none). */
+function labelsFromOwner(owner: Uint8Array, classes: number[], size: number): number[][] {
   const count = classes.length;
   const x0 = new Int32Array(count).fill(size);
   const y0 = new Int32Array(count).fill(size);
@@ -689,11 +870,356 @@ export function renderSyntheticImage(
       h / size,
     ]);
   }
+  return labels;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Style 'mix' (the pretraining set): broad looks so that the features transfer to other shapes.
+
+const MIX_MAX_OBJECTS = 10;
+const MIX_MIN_SIZE = 0.04;
+const MIX_MAX_SIZE = 0.5;
+const MIX_MIN_VISIBLE = 0.55;
+
+type Palette = 'vivid' | 'pastel' | 'neon' | 'dark' | 'gray' | 'any';
+const PALETTES: Palette[] = ['vivid', 'pastel', 'neon', 'dark', 'gray', 'any'];
+
+function paletteColour(rng: Rng, p: Palette): RGB {
+  switch (p) {
+    case 'vivid':
+      return hsv(rng.next(), rng.range(0.55, 1), rng.range(0.45, 1));
+    case 'pastel':
+      return hsv(rng.next(), rng.range(0.15, 0.45), rng.range(0.85, 1));
+    case 'neon':
+      return hsv(rng.next(), rng.range(0.8, 1), rng.range(0.9, 1));
+    case 'dark':
+      return hsv(rng.next(), rng.range(0.3, 1), rng.range(0.05, 0.35));
+    case 'gray': {
+      const v = rng.range(0, 255);
+      return [v, v, v];
+    }
+    case 'any':
+      return [rng.range(0, 255), rng.range(0, 255), rng.range(0, 255)];
+  }
+}
+
+/** The most contrasting of `tries` candidates: one or two tries give faint objects now and then. */
+function mixColour(rng: Rng, p: Palette, under: RGB, tries: number): RGB {
+  let best: RGB = [0, 0, 0];
+  let bestScore = -1;
+  for (let k = 0; k < tries; k++) {
+    const c = paletteColour(rng, p);
+    const score =
+      Math.abs(luma(c) - luma(under)) + 0.35 * Math.hypot(...c.map((v, i) => v - under[i]!));
+    if (score > bestScore) [best, bestScore] = [c, score];
+  }
+  return best;
+}
+
+/** The image's look: the objects' palette, a tone applied to the background, contrast. */
+interface MixLook {
+  palette: Palette;
+  /** 0 as drawn, 1 gray, 2 lightened (paper), 3 darkened. */
+  tone: number;
+  tries: number;
+}
+
+function mixBackground(rng: Rng, size: number, rgb: Uint8ClampedArray): MixLook {
+  renderBackground(rng, rng.next() < 0.5 ? 'a' : 'b', size, rgb);
+  const tone = rng.next() < 0.5 ? 0 : rng.int(1, 3);
+  const palettes: Palette[][] = [
+    PALETTES,
+    ['gray', 'gray', 'any'],
+    ['dark', 'vivid'],
+    ['neon', 'pastel', 'vivid'],
+  ];
+  const options = palettes[tone]!;
+  const look: MixLook = {
+    palette: options[rng.int(0, options.length - 1)]!,
+    tone,
+    tries: rng.int(1, 12),
+  };
+  if (tone === 1) {
+    for (let i = 0; i < rgb.length; i += 3)
+      rgb[i] =
+        rgb[i + 1] =
+        rgb[i + 2] =
+          0.299 * rgb[i]! + 0.587 * rgb[i + 1]! + 0.114 * rgb[i + 2]!;
+  } else if (tone === 2) {
+    for (let i = 0; i < rgb.length; i++) rgb[i] = 255 - (255 - rgb[i]!) * 0.3;
+  } else if (tone === 3) {
+    for (let i = 0; i < rgb.length; i++) rgb[i] = rgb[i]! * 0.35;
+  }
+  return look;
+}
+
+/** Contours for one placement: unit contours scaled by r, stretched by aspect, turned by angle. */
+function placeContours(
+  unit: Contour[],
+  cx: number,
+  cy: number,
+  r: number,
+  aspect: number,
+  angle: number,
+): Float64Array[] {
+  const cos = Math.cos(angle);
+  const sin = Math.sin(angle);
+  return unit.map((c) => {
+    const t = new Float64Array(c.length);
+    for (let i = 0; i < c.length; i += 2) {
+      const x = c[i]! * aspect;
+      const y = c[i + 1]!;
+      t[i] = cx + (x * cos - y * sin) * r;
+      t[i + 1] = cy + (x * sin + y * cos) * r;
+    }
+    return t;
+  });
+}
+
+/** Clutter and occluders: a jagged polygon (no class) or a straight stroke. */
+function distractor(rng: Rng, size: number): Float64Array[] {
+  const cx = rng.range(0, size);
+  const cy = rng.range(0, size);
+  if (rng.next() < 0.5) {
+    const n = rng.int(5, 11);
+    const c: Contour = [];
+    for (let k = 0; k < n; k++) {
+      const a = ((k + rng.range(-0.3, 0.3)) * 2 * Math.PI) / n;
+      const rad = rng.range(0.25, 1);
+      c.push(rad * Math.cos(a), rad * Math.sin(a));
+    }
+    return placeContours(
+      [c],
+      cx,
+      cy,
+      size * rng.range(0.03, 0.15),
+      rng.range(0.6, 1.6),
+      rng.range(0, 2 * Math.PI),
+    );
+  }
+  const half = (size * rng.range(0.1, 0.45)) / 2;
+  const w = rng.range(0.5, 2.5) / half;
+  return placeContours([[-1, -w, 1, -w, 1, w, -1, w]], cx, cy, half, 1, rng.range(0, 2 * Math.PI));
+}
+
+/** What a mask covers: its pixels inside the image, per owner, and the mean colour under it. */
+function coverage(
+  m: Mask,
+  owner: Uint8Array,
+  rgb: Uint8ClampedArray,
+  size: number,
+  covered: Int32Array,
+) {
+  covered.fill(0);
+  let inside = 0;
+  const sum = [0, 0, 0];
+  for (let row = 0; row < m.h; row++) {
+    const y = m.y0 + row;
+    if (y < 0 || y >= size) continue;
+    for (let col = 0; col < m.w; col++) {
+      const x = m.x0 + col;
+      if (x < 0 || x >= size || !m.bits[row * m.w + col]) continue;
+      const p = y * size + x;
+      inside++;
+      covered[owner[p]!]++;
+      for (let k = 0; k < 3; k++) sum[k] += rgb[p * 3 + k]!;
+    }
+  }
+  const under: RGB = inside ? [sum[0]! / inside, sum[1]! / inside, sum[2]! / inside] : [0, 0, 0];
+  return { inside, under };
+}
+
+/** How an object is filled: flat, shaded, outlined, stripes, checker, dots, radial, speckle. */
+interface Fill {
+  kind: number;
+  a: RGB;
+  b: RGB;
+  cx: number;
+  cy: number;
+  r: number;
+  /** Unit direction of stripes and shading. */
+  ux: number;
+  uy: number;
+  period: number;
+  border: Uint8Array | null;
+  noise: number;
+}
+
+function makeFill(
+  rng: Rng,
+  look: MixLook,
+  under: RGB,
+  m: Mask,
+  cx: number,
+  cy: number,
+  r: number,
+): Fill {
+  const palette = rng.next() < 0.25 ? PALETTES[rng.int(0, PALETTES.length - 1)]! : look.palette;
+  const gray = look.tone === 1 && rng.next() < 0.8;
+  const tint = (c: RGB): RGB => (gray ? [luma(c), luma(c), luma(c)] : c);
+  const a = tint(mixColour(rng, palette, under, look.tries));
+  const kind = rng.int(0, 7);
+  // The second colour: the first one darker or lighter, or another contrasting one.
+  const f = rng.range(0.35, 0.7);
+  const b: RGB =
+    rng.next() < 0.5
+      ? tint(mixColour(rng, palette, a, 4))
+      : luma(a) > 128
+        ? [a[0] * f, a[1] * f, a[2] * f]
+        : [255 - (255 - a[0]) * f, 255 - (255 - a[1]) * f, 255 - (255 - a[2]) * f];
+  const angle = rng.range(0, 2 * Math.PI);
+  return {
+    kind,
+    a,
+    b,
+    cx,
+    cy,
+    r,
+    ux: Math.cos(angle),
+    uy: Math.sin(angle),
+    period: Math.max(2, r * rng.range(0.25, 0.7)),
+    border: kind === 2 ? borderOf(m, Math.max(1, Math.round(r * rng.range(0.08, 0.2)))) : null,
+    noise: rng.range(4, 24),
+  };
+}
+
+/** The colour mix (0: a, 1: b) of `fill` at pixel (x, y), mask index k. */
+function fillMix(fill: Fill, x: number, y: number, k: number, rng: Rng): number {
+  const dx = x - fill.cx;
+  const dy = y - fill.cy;
+  const u = dx * fill.ux + dy * fill.uy;
+  switch (fill.kind) {
+    case 1:
+      return Math.min(1, Math.max(0, 0.5 + (0.5 * u) / fill.r));
+    case 2:
+      return fill.border![k]!;
+    case 3:
+      return Math.floor(u / fill.period + 1000) & 1;
+    case 4: {
+      const v = -dx * fill.uy + dy * fill.ux;
+      return (Math.floor(u / fill.period + 1000) + Math.floor(v / fill.period + 1000)) & 1;
+    }
+    case 5: {
+      const v = -dx * fill.uy + dy * fill.ux;
+      const p = fill.period;
+      const du = (((u % p) + p) % p) - p / 2;
+      const dv = (((v % p) + p) % p) - p / 2;
+      return du * du + dv * dv < p * p * 0.09 ? 1 : 0;
+    }
+    case 6:
+      return Math.min(1, Math.sqrt(dx * dx + dy * dy) / fill.r);
+    case 7:
+      return rng.next() < 0.3 ? 1 : 0;
+    default:
+      return 0;
+  }
+}
+
+/** Paints mask `m` with `fill` (or flat `colour` for distractors) and sets its pixels' owner. */
+function paint(
+  m: Mask,
+  fill: Fill,
+  rgb: Uint8ClampedArray,
+  owner: Uint8Array | null,
+  id: number,
+  size: number,
+  rng: Rng,
+) {
+  for (let row = 0; row < m.h; row++) {
+    const y = m.y0 + row;
+    if (y < 0 || y >= size) continue;
+    for (let col = 0; col < m.w; col++) {
+      const x = m.x0 + col;
+      const k = row * m.w + col;
+      if (x < 0 || x >= size || !m.bits[k]) continue;
+      const p = y * size + x;
+      if (owner) owner[p] = id;
+      const t = fillMix(fill, x, y, k, rng);
+      const e = (rng.next() - 0.5) * fill.noise;
+      for (let c = 0; c < 3; c++) rgb[p * 3 + c] = fill.a[c]! + (fill.b[c]! - fill.a[c]!) * t + e;
+    }
+  }
+}
+
+function flatFill(rng: Rng, look: MixLook, under: RGB, tries: number): Fill {
+  const a = mixColour(rng, look.palette, under, tries);
+  return { kind: 0, a, b: a, cx: 0, cy: 0, r: 1, ux: 1, uy: 0, period: 2, border: null, noise: 8 };
+}
+
+function renderMixImage(
+  spec: SyntheticSpec,
+  shapes: SyntheticShape[],
+  split: 'train' | 'val',
+  index: number,
+): SyntheticImage {
+  const { size } = spec;
+  const rng = imageRng(spec, split, index);
+  const rgb = new Uint8ClampedArray(size * size * 3);
+  const look = mixBackground(rng, size, rgb);
+  const owner = new Uint8Array(size * size);
+  const covered = new Int32Array(MIX_MAX_OBJECTS + 8);
+  // Clutter under the objects: part of the background.
+  for (let k = rng.int(0, 8); k > 0; k--) {
+    const m = rasterise(distractor(rng, size));
+    const { under } = coverage(m, owner, rgb, size, covered);
+    paint(m, flatFill(rng, look, under, 2), rgb, null, 0, size, rng);
+  }
+  const full: number[] = [0];
+  const visible: number[] = [0];
+  const classes: number[] = [-1];
+  const wanted = rng.int(1, MIX_MAX_OBJECTS);
+  const occluders = rng.int(0, 3);
+  // Objects, then occluders over them (which take pixels away from objects, owner 0).
+  for (
+    let attempt = 0;
+    attempt < (wanted + occluders) * 12 && classes.length <= wanted + occluders;
+    attempt++
+  ) {
+    const isObject = classes.length <= wanted;
+    let cls = -1;
+    let contours: Float64Array[];
+    let cx = 0;
+    let cy = 0;
+    let r = 1;
+    if (isObject) {
+      cls = rng.int(0, shapes.length - 1);
+      // Log-uniform sizes: as many small objects as large ones.
+      r = (size * MIX_MIN_SIZE * (MIX_MAX_SIZE / MIX_MIN_SIZE) ** rng.next()) / 2;
+      cx = rng.range(r * 0.4, size - r * 0.4);
+      cy = rng.range(r * 0.4, size - r * 0.4);
+      contours = placeContours(
+        contoursOf(shapes[cls]!),
+        cx,
+        cy,
+        r,
+        rng.range(0.8, 1.25),
+        rng.range(0, 2 * Math.PI),
+      );
+    } else contours = distractor(rng, size);
+    const m = rasterise(contours);
+    if (m.total === 0) continue;
+    const { inside, under } = coverage(m, owner, rgb, size, covered);
+    if (isObject && inside < MIX_MIN_VISIBLE * m.total) continue;
+    let hides = false;
+    for (let j = 1; j < full.length; j++)
+      if (classes[j]! >= 0 && visible[j]! - covered[j]! < MIX_MIN_VISIBLE * full[j]!) hides = true;
+    if (hides) continue;
+    for (let j = 1; j < full.length; j++) visible[j] = visible[j]! - covered[j]!;
+    const id = isObject ? full.length : 0;
+    // Occluders still take a slot so that the loop ends; their id stays 0 in the owner map.
+    classes.push(cls);
+    full.push(isObject ? m.total : 0);
+    visible.push(isObject ? inside : 0);
+    const fill = isObject
+      ? makeFill(rng, look, under, m, cx, cy, r)
+      : flatFill(rng, look, under, 3);
+    paint(m, fill, rgb, owner, id, size, rng);
+  }
   return {
     width: size,
     height: size,
     data: new Uint8Array(rgb.buffer, rgb.byteOffset, rgb.byteLength),
-    labels,
+    labels: labelsFromOwner(owner, classes, size),
   };
 }
 

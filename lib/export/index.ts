@@ -12,13 +12,14 @@ import type { Model } from '../model/model';
 import { makeDirs } from '../native/paths';
 import { version } from '../native/runtime';
 import { buildGraph, type StateTensor } from './graph';
+import { exportYolov5, type Yolov5ExportResult } from './yolov5-file';
 
 /** Formats `exportModel` writes. */
-export const EXPORT_FORMATS = ['onnx'] as const;
+export const EXPORT_FORMATS = ['onnx', 'yolov5'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
 /** File extension of each format. */
-export const EXPORT_SUFFIX: Record<ExportFormat, string> = { onnx: '.onnx' };
+export const EXPORT_SUFFIX: Record<ExportFormat, string> = { onnx: '.onnx', yolov5: '-yolov5.pt' };
 
 export const MIN_OPSET = 12;
 export const MAX_OPSET = 17;
@@ -47,7 +48,7 @@ export interface ExportOptions {
 }
 
 export interface ExportResult {
-  format: ExportFormat;
+  format: 'onnx';
   file: string;
   bytes: number;
   opset: number;
@@ -85,8 +86,42 @@ export function checkExportFormat(format: string): ExportFormat {
 }
 
 /** Exports `model`; see `ExportOptions`. Never overwrites a file unless `force`. */
-export async function exportModel(model: Model, opts: ExportOptions = {}): Promise<ExportResult> {
+export async function exportModel(
+  model: Model,
+  opts: ExportOptions & { format: 'yolov5' },
+): Promise<Yolov5ExportResult>;
+export async function exportModel(
+  model: Model,
+  opts?: ExportOptions & { format?: 'onnx' },
+): Promise<ExportResult>;
+export async function exportModel(
+  model: Model,
+  opts?: ExportOptions,
+): Promise<ExportResult | Yolov5ExportResult>;
+export async function exportModel(
+  model: Model,
+  opts: ExportOptions = {},
+): Promise<ExportResult | Yolov5ExportResult> {
   const format = checkExportFormat(opts.format ?? 'onnx');
+  if (format === 'yolov5') return exportYolov5(model, targetFile(model, format, opts));
+  return exportOnnx(model, opts);
+}
+
+/** The output path: given or next to the weights; an existing file only with `force`. */
+function targetFile(model: Model, format: ExportFormat, opts: ExportOptions): string {
+  const file = path.resolve(opts.file ?? defaultExportFile(model, format));
+  if (fs.existsSync(file) && opts.force !== true) {
+    throw new Yolo5Error(
+      'E_FILE',
+      `${file} already exists; not overwriting it (pass force / --force to replace it)`,
+      { file },
+    );
+  }
+  return file;
+}
+
+async function exportOnnx(model: Model, opts: ExportOptions): Promise<ExportResult> {
+  const format = 'onnx';
   const info = model.info();
   const maxStride = Math.max(...info.stride);
   const imgsz = opts.imgsz ?? 640;
@@ -129,15 +164,7 @@ export async function exportModel(model: Model, opts: ExportOptions = {}): Promi
   }
   const dynamicBatch = dynamic !== false;
   const dynamicSize = dynamic === true || dynamic === 'all';
-
-  const file = path.resolve(opts.file ?? defaultExportFile(model, format));
-  if (fs.existsSync(file) && opts.force !== true) {
-    throw new Yolo5Error(
-      'E_FILE',
-      `${file} already exists; not overwriting it (pass force / --force to replace it)`,
-      { file },
-    );
-  }
+  const file = targetFile(model, format, opts);
 
   const resolved = resolveModel(model.config, model.source, {
     nc: model.nc,

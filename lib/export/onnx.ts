@@ -1,9 +1,10 @@
+/// <reference types="node" preserve="true" />
 /**
  * An ONNX graph under construction and its serialisation as a ModelProto. Field numbers and enum
  * values are those of onnx.proto (IR version 7/8); tensors are stored as little-endian raw_data.
  */
 import * as os from 'node:os';
-import { ProtoWriter } from './protobuf';
+import { ProtoWriter } from '../report/protobuf';
 
 /** TensorProto.DataType values used here. */
 export const FLOAT = 1;

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * `Model`: one native YOLOv5 model and what TypeScript may ask of it. Built from a yaml config
  * (a file, a bundled name, or the config inside a checkpoint), optionally with weights.

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { loadCheckpoint, toFloat32, type Checkpoint, type HostTensor } from '../checkpoint';
-import { Yolo5Error } from '../errors';
+import { Yolo5Error, notDownloadedHint } from '../errors';
 import type { ModelConfig } from '../config/model';
 import type { TypedData } from '../native/addon';
 
@@ -34,7 +34,13 @@ export function toNativeData(t: HostTensor): TypedData {
 
 export async function readWeights(file: string): Promise<WeightsFile> {
   if (!fs.existsSync(file))
-    throw new Yolo5Error('E_FILE', `Weights file ${file} not found`, { file });
+    throw new Yolo5Error(
+      'E_FILE',
+      `Weights file ${file} not found. ${notDownloadedHint('weights')}`,
+      {
+        file,
+      },
+    );
   const ckpt = await loadCheckpoint(file);
   const tensors = [...ckpt.state.entries()].map(([name, t]) => ({
     name,

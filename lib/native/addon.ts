@@ -398,6 +398,9 @@ function preload(addonFile: string, libs: string[]): void {
   for (const lib of libs) loader.load(lib);
 }
 
+/** The Debian/Ubuntu packages a source build needs (also in scripts/install.js, CMakeLists.txt, setup.sh). */
+export const BUILD_PACKAGES = 'libtorch-dev cmake g++ make libstb-dev';
+
 /** The addon, loaded on first use; throws one actionable Yolo5Error when it cannot load. */
 export function native(): NativeAddon {
   if (addon) return addon;
@@ -445,8 +448,8 @@ export function native(): NativeAddon {
     loadError = new Yolo5Error(
       'E_NATIVE',
       `The native addon could not be loaded from ${choice?.file || root} (${message.split('\n')[0]}).${needs} ` +
-        'To build it: `npx yolo5 build` (needs LibTorch: Debian/Ubuntu `apt-get install libtorch-dev`, or set ' +
-        'LIBTORCH=/path/to/libtorch; scripts/setup.sh does it all in a checkout).',
+        `To build it: \`npx yolo5 build\` (needs LibTorch, CMake, a C++17 compiler and the stb headers: Debian/Ubuntu \`apt-get install ${BUILD_PACKAGES}\`, or set ` +
+        'LIBTORCH=/path/to/libtorch; scripts/setup.sh does it all in a checkout); `npx yolo5 doctor` says what is missing.',
       { cause: e },
     );
     throw loadError;

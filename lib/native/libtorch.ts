@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * Which addon binary to load and which LibTorch it runs on, decided before anything native loads.
  *

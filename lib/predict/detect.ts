@@ -111,12 +111,20 @@ function label(input: ImageInput): string {
   return typeof input === 'string' ? input : isRaw(input) ? 'raw' : 'buffer';
 }
 
-/** Runs detection; returns one result per image in input order. */
-export async function detectImages(
+interface Prepared {
+  model: Predictor;
+  inputs: ImageInput[];
+  predict: Parameters<Predictor['predict']>[1];
+}
+
+/** Loads the model (unless given), checks the options and expands the sources. */
+async function prepare(
   source: ImageInput | readonly ImageInput[],
-  opts: DetectOptions = {},
-): Promise<DetectOutput> {
+  opts: DetectOptions,
+): Promise<Prepared> {
   const log = opts.log ?? (() => {});
+  // Sources first: a bad one (a missing file, a webcam, a video) is reported before the model loads.
+  const inputs = resolveInputs(source);
   const model: Predictor =
     opts.model ??
     (await loadModel({
@@ -139,7 +147,6 @@ export async function detectImages(
     opts.classes !== undefined ? checkClasses('classes', opts.classes, model.nc) : undefined;
   const { amp, note } = resolveAmp(opts.amp ?? TRAIN_DEFAULTS.amp, predictorDevice(model));
   if (note) log(note);
-  const inputs = resolveInputs(source);
   for (const input of inputs) {
     if (
       isRaw(input) &&
@@ -151,7 +158,7 @@ export async function detectImages(
       );
     }
   }
-  const { results, timing } = await model.predict(inputs as NativeImage[], {
+  const predict = {
     imgsz,
     conf,
     iou,
@@ -161,8 +168,24 @@ export async function detectImages(
     augment,
     amp,
     ...(classes ? { classes } : {}),
-  });
-  const out = results.map((r, i): DetectResult => {
+  };
+  return { model, inputs, predict };
+}
+
+function toResults(
+  prepared: Prepared,
+  inputs: ImageInput[],
+  results: {
+    ok: boolean;
+    error?: string;
+    width: number;
+    height: number;
+    detections: Float32Array;
+  }[],
+  log: (line: string) => void,
+): DetectResult[] {
+  const names = prepared.model.names;
+  return results.map((r, i): DetectResult => {
     const boxes: Box[] = [];
     const d = r.detections;
     for (let k = 0; k + 6 <= d.length; k += 6) {
@@ -174,7 +197,7 @@ export async function detectImages(
         y2: d[k + 3]!,
         confidence: d[k + 4]!,
         class: cls,
-        name: model.names[cls] ?? String(cls),
+        name: names[cls] ?? String(cls),
       });
     }
     const result: DetectResult = {
@@ -189,12 +212,74 @@ export async function detectImages(
     }
     return result;
   });
+}
+
+/** Runs detection; returns one result per image in input order. */
+export async function detectImages(
+  source: ImageInput | readonly ImageInput[],
+  opts: DetectOptions = {},
+): Promise<DetectOutput> {
+  const prepared = await prepare(source, opts);
+  const { results, timing } = await prepared.model.predict(
+    prepared.inputs as NativeImage[],
+    prepared.predict,
+  );
   const n = Math.max(timing.images, 1);
   return {
-    results: out,
+    results: toResults(prepared, prepared.inputs, results, opts.log ?? (() => {})),
     speed: { preprocess: timing.pre / n, inference: timing.inference / n, nms: timing.nms / n },
-    model,
+    model: prepared.model,
   };
+}
+
+/** One image's result as `detectStream` yields it. */
+export interface StreamedResult extends DetectResult {
+  /** 0-based position among the expanded sources, and their number. */
+  index: number;
+  total: number;
+  /** This image's milliseconds. */
+  speed: DetectSpeed;
+}
+
+/** A stream of images being detected: the model (loaded once), then each result as it finishes. */
+export interface DetectStream extends AsyncIterable<StreamedResult> {
+  model: Model | Ensemble;
+  total: number;
+}
+
+/**
+ * Detects images one after another (the next one already running), yielding each result as soon
+ * as it is ready: at most two images are held, so a folder of any size runs in constant memory. The boxes equal
+ * `detectImages`' (each image is letterboxed and predicted alone in both).
+ */
+export async function detectStream(
+  source: ImageInput | readonly ImageInput[],
+  opts: DetectOptions = {},
+): Promise<DetectStream> {
+  const prepared = await prepare(source, opts);
+  const log = opts.log ?? (() => {});
+  const total = prepared.inputs.length;
+  const predictOne = (index: number) => {
+    const p = prepared.model.predict([prepared.inputs[index] as NativeImage], prepared.predict);
+    p.catch(() => {}); // awaited below; a stream left early must not leave a rejection unhandled
+    return p;
+  };
+  async function* run(): AsyncGenerator<StreamedResult> {
+    // One image ahead: the next image decodes while this one is handed out.
+    let pending = total > 0 ? predictOne(0) : undefined;
+    for (let index = 0; index < total; index++) {
+      const { results, timing } = await pending!;
+      pending = index + 1 < total ? predictOne(index + 1) : undefined;
+      const [result] = toResults(prepared, [prepared.inputs[index]!], results, log);
+      yield {
+        ...result!,
+        index,
+        total,
+        speed: { preprocess: timing.pre, inference: timing.inference, nms: timing.nms },
+      };
+    }
+  }
+  return { model: prepared.model, total, [Symbol.asyncIterator]: run };
 }
 
 /** Detects objects; resolves to one result per image, boxes in source pixels. */

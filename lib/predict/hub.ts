@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * The hub-style API: `const model = await load('yolov5s.pt')`, then `await model(images)`. The
  * callable wraps `detectImages` (one predict pipeline) and carries the reference's inference

@@ -9,7 +9,8 @@ import { readDataConfig, type DataConfig } from '../config/data';
 import { HYP_KEYS, readHyp, type Hyp } from '../config/hyp';
 import type { ModelConfig } from '../config/model';
 import { loadSplit, type SplitItem } from '../data/split';
-import { Yolo5Error } from '../errors';
+import { BUILTIN_TARGET } from '../data/builtin';
+import { Yolo5Error, notDownloadedHint } from '../errors';
 import { loadModel } from '../model/load';
 import type { Model, ModelInfo } from '../model/model';
 import { toNativeData } from '../model/weights';
@@ -24,6 +25,8 @@ import { resolveAmp, type AmpChoice } from '../native/amp';
 import { makeDirs } from '../native/paths';
 import { TRAIN_DEFAULTS, checkImageSize } from '../options';
 import { writeTextAtomic } from '../report/files';
+import { toReferenceOpt } from '../report/opt';
+import { TrainReport } from '../report/run-plots';
 import { makeRunDir } from '../report/runs';
 import { ampSelfCheck } from './amp';
 import { checkAnchors } from './autoanchor';
@@ -53,8 +56,10 @@ export interface Training {
   lastPath: string;
   bestPath: string;
   csv: string;
-  /** opt.yaml's content (and each checkpoint's `opt`). */
+  /** Each checkpoint's `opt` (camelCase TrainOptions; opt.yaml holds them with the reference's keys). */
   savedOpt: Record<string, unknown>;
+  /** Plots, mosaics and TensorBoard scalars of the run folder. */
+  report: TrainReport;
 }
 
 type Log = (line: string) => void;
@@ -66,7 +71,9 @@ async function loadData(
   // The generator loads only when the built-in data set is used.
   const file =
     opts.data ??
-    (await (await import('../data/synthetic')).ensureSyntheticDataset(undefined, undefined, log));
+    (await (
+      await import('../data/synthetic')
+    ).ensureSyntheticDataset(BUILTIN_TARGET, undefined, log));
   if (opts.data === undefined) {
     log(
       `Using the built-in synthetic data set ${file} (${opts.cfg ?? opts.weights}, ${opts.imgsz} px)`,
@@ -138,9 +145,13 @@ async function buildModel(
 ): Promise<Model> {
   if (point) return resumedModel(point, opts, nc, names, log);
   if (opts.weights !== undefined && !fs.existsSync(opts.weights)) {
-    throw new Yolo5Error('E_FILE', `Weights file ${opts.weights} not found`, {
-      file: opts.weights,
-    });
+    throw new Yolo5Error(
+      'E_FILE',
+      `Weights file ${opts.weights} not found. ${notDownloadedHint('weights')}`,
+      {
+        file: opts.weights,
+      },
+    );
   }
   return loadModel({
     ...(opts.weights !== undefined ? { weights: opts.weights } : {}),
@@ -182,7 +193,10 @@ function runFolder(
   }
   // A resumed run keeps its opt.yaml unless its options changed (a new epoch total).
   if (!point || point.saved.epochs !== opts.epochs)
-    writeTextAtomic(path.join(saveDir, 'opt.yaml'), yaml.dump(savedOpt));
+    writeTextAtomic(
+      path.join(saveDir, 'opt.yaml'),
+      yaml.dump(toReferenceOpt(savedOpt, { hyp, saveDir })),
+    );
   log(`Run folder: ${saveDir}`);
   return saveDir;
 }
@@ -339,6 +353,12 @@ export async function buildTraining(
     bestPath: path.join(saveDir, 'weights', 'best.pt'),
     csv: path.join(saveDir, 'results.csv'),
     savedOpt,
+    report: await TrainReport.start(
+      { saveDir, names, plots: !opts.noplots, resumed: point !== undefined, log },
+      trainItems,
+      trainer,
+      opts.batch,
+    ),
   };
   if (point) await restoreTrainer(t, point);
   const ti = trainer.info();

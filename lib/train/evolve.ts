@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * Hyperparameter evolution (`yolo5 train --evolve`): a genetic search over the hyp keys. Each
  * generation picks a parent among the best earlier results, mutates it, trains a short run with
@@ -19,6 +20,7 @@ import {
   type EvolveParent,
 } from '../options';
 import { removeStaleTemporaries, writeTextAtomic as writeAtomic } from '../report/files';
+import { plotEvolve } from '../report/plots';
 import { Run } from './run';
 import { gaussian, mulberry32 } from './random';
 import { makeRunDir } from '../report/runs';
@@ -618,6 +620,8 @@ function generationOptions(saved: SavedEvolve, input: EvolveOptions, dir: string
     seed: saved.seed,
     noval: true,
     noweights: true,
+    // Each generation's run folder gets its TensorBoard scalars; evolve.png sums them all up.
+    noplots: true,
     project: path.join(dir, 'generations'),
     existOk: true,
   };
@@ -671,6 +675,8 @@ async function runEvolution(input: EvolveOptions, run: EvolveRun): Promise<Evolv
     trained.push(gen);
   }
   const best = bestRow(rows);
+  if (rows.length > 0 && saved.train.noplots !== true)
+    await plotEvolve(f.csv, path.join(dir, 'evolve.png'), EVOLVE_RESULT_COLUMNS.length);
   if (best) {
     log(
       `Evolution ${status === 'completed' ? 'finished' : 'stopped'}: ${rows.length} generations in ${f.csv}; ` +

@@ -61,12 +61,14 @@ export async function finishTraining(
         imgsz: t.opts.imgsz,
         batch: t.opts.batch * 2,
         singleCls: t.opts.singleCls,
+        ...t.report.valPlots(),
         log,
       });
     }
   } else if (!fs.existsSync(t.lastPath)) {
     log('No epoch completed: nothing was saved');
   }
+  await t.report.finish(t.csv);
   log(`Results saved to ${t.saveDir}`);
   return finalVal;
 }

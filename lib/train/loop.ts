@@ -92,7 +92,11 @@ async function trainEpoch(t: Training, ctx: LoopContext, epoch: number): Promise
   return stats;
 }
 
-async function validate(t: Training, epoch: number): Promise<ValResult | undefined> {
+async function validate(
+  t: Training,
+  ctx: LoopContext,
+  epoch: number,
+): Promise<ValResult | undefined> {
   if (t.opts.noval && epoch !== t.opts.epochs - 1) return undefined;
   return val({
     model: t.ema,
@@ -102,6 +106,7 @@ async function validate(t: Training, epoch: number): Promise<ValResult | undefin
     singleCls: t.opts.singleCls,
     loss: t.loss,
     amp: t.amp,
+    progress: (done, total) => ctx.run.emit('valBatch', { epoch, done, total }),
     log: () => {},
   });
 }
@@ -219,7 +224,7 @@ export async function runEpochs(t: Training, ctx: LoopContext): Promise<LoopResu
         await stopEarly(t, ctx, epoch, pending, status);
         break;
       }
-      const r = await validate(t, epoch);
+      const r = await validate(t, ctx, epoch);
       if (t.opts.imageWeights && !t.opts.rect)
         t.trainer.setSampleWeights(imageWeights(t.trainItems, t.nc, r?.maps));
       const { record, improved } = recordEpoch(t, ctx, epoch, stats, r);
@@ -227,7 +232,9 @@ export async function runEpochs(t: Training, ctx: LoopContext): Promise<LoopResu
       const stop = !final && patience > 0 && ctx.state.sinceBest >= patience;
       pending = await saveEpoch(t, ctx, epoch, improved, final || stop);
       // The row goes in after the checkpoint, which holds it too: a kill in between loses nothing.
-      appendText(t.csv, resultsLine(ctx.state.results.at(-1)!));
+      const row = ctx.state.results.at(-1)!;
+      appendText(t.csv, resultsLine(row));
+      t.report.epoch(epoch, row.slice(1));
       records.push(record);
       const event: EpochEvent = { ...record, epochs, best: improved, saveDir: t.saveDir };
       if (r) event.val = r;

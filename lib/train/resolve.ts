@@ -78,6 +78,7 @@ export function resolveTrainOptions(
     noval: bool('noval'),
     noweights: bool('noweights'),
     noautoanchor: bool('noautoanchor'),
+    noplots: bool('noplots'),
     cache: bool('cache'),
     workers: checkInteger('workers', o.workers ?? D.workers, 0),
     optimizer: checkChoice('optimizer', o.optimizer ?? D.optimizer, OPTIMIZERS),

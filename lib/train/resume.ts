@@ -9,6 +9,7 @@ import { copyCheckpoint, loadCheckpoint, type Checkpoint } from '../checkpoint';
 import { Yolo5Error } from '../errors';
 import { TRAIN_DEFAULTS } from '../options';
 import { removeStaleTemporaries, writeTextAtomic } from '../report/files';
+import { optionsFromSaved } from '../report/opt';
 import { emptyTrainState, resultsText, trainStateFrom, type TrainState } from './state';
 import type { ResolvedTrainOptions, TrainOptions } from './types';
 
@@ -81,7 +82,8 @@ export async function prepareResume(
     saveDir: path.dirname(path.dirname(file)),
     checkpoint: ck,
     saved: {
-      ...(ck.opt as unknown as TrainOptions),
+      // Today's files hold camelCase options; the reference's snake_case opt reads as well.
+      ...(optionsFromSaved(ck.opt) as TrainOptions),
       ...(ck.hyp ? { hyp: ck.hyp as TrainOptions['hyp'] } : {}),
     },
     finished,

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * `train`: transfer learning with frozen layers. TypeScript decides what to do (data, model,
  * freezing, checkpoints, logs); each epoch runs natively (loader → forward → loss → backward →
@@ -7,6 +8,7 @@
  * once) → buildTraining (data, model, freezing, native trainer) → runEpochs → finishTraining.
  */
 import * as fs from 'node:fs';
+import { defaultJob, type Job } from '../data/builtin';
 import { Yolo5Error, show } from '../errors';
 import { buildTraining } from './build';
 import { finishTraining } from './finish';
@@ -54,12 +56,31 @@ function ignoredOnResume(input: TrainOptions, opts: ResolvedTrainOptions): strin
     .map(([k, v]) => `${k} ${show(v)}`);
 }
 
+/** The input with the default job's weights, cfg and image size (`weights: ''` means none). */
+function withJob(input: TrainOptions, job: Job): TrainOptions {
+  const out: TrainOptions = { ...input };
+  delete out.weights;
+  delete out.cfg;
+  delete out.imgsz;
+  return {
+    ...out,
+    ...(job.weights !== undefined ? { weights: job.weights } : {}),
+    ...(job.cfg !== undefined ? { cfg: job.cfg } : {}),
+    ...(job.imgsz !== undefined ? { imgsz: job.imgsz } : {}),
+  };
+}
+
 /** The options of this call: a fresh run's, or a resumed run's own (and a new epoch total). */
 async function resolveRun(
   input: TrainOptions,
   log: (line: string) => void,
 ): Promise<{ opts: ResolvedTrainOptions; point?: ResumePoint }> {
-  if (!input.resume) return { opts: resolveTrainOptions(input) };
+  if (!input.resume) {
+    // The default job (lib/data/builtin.ts): without data, fine-tune the bundled model.
+    const job = defaultJob(input);
+    if (job.note !== undefined) log(job.note);
+    return { opts: resolveTrainOptions(withJob(input, job)) };
+  }
   resolveTrainOptions(input); // the caller's values are checked even where the run's own hold
   const point = await prepareResume(input.resume, input.project);
   const opts = resolveTrainOptions(input, point.saved);
@@ -82,20 +103,28 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
   const t = await buildTraining(opts, point, log);
   if (signal?.aborted) {
     // Nothing trained: free the native models now rather than at the next garbage collection.
+    t.report.close();
     t.model.dispose();
     t.ema.dispose();
     throw abortedBeforeStart();
   }
   const ck = point?.checkpoint;
-  const loop = await runEpochs(t, {
-    run,
-    signal,
-    log,
-    startEpoch: point?.startEpoch ?? 0,
-    state: point?.state ?? emptyTrainState(),
-    bestFitness: typeof ck?.bestFitness === 'number' ? ck.bestFitness : -Infinity,
-  });
-  const finalVal = await finishTraining(t, loop.status, log);
+  let loop: Awaited<ReturnType<typeof runEpochs>>;
+  let finalVal: Awaited<ReturnType<typeof finishTraining>>;
+  try {
+    loop = await runEpochs(t, {
+      run,
+      signal,
+      log,
+      startEpoch: point?.startEpoch ?? 0,
+      state: point?.state ?? emptyTrainState(),
+      bestFitness: typeof ck?.bestFitness === 'number' ? ck.bestFitness : -Infinity,
+    });
+    finalVal = await finishTraining(t, loop.status, log);
+  } catch (e) {
+    t.report.close();
+    throw e;
+  }
   return {
     status: loop.status,
     saveDir: t.saveDir,

@@ -40,6 +40,8 @@ export interface TrainOptions {
    */
   noweights?: boolean;
   noautoanchor?: boolean;
+  /** Save no plots or mosaics (TensorBoard scalars are still written). */
+  noplots?: boolean;
   /** Keep decoded, resized images in memory. */
   cache?: boolean;
   workers?: number;
@@ -94,6 +96,7 @@ export interface ResolvedTrainOptions {
   noval: boolean;
   noweights: boolean;
   noautoanchor: boolean;
+  noplots: boolean;
   cache: boolean;
   workers: number;
   optimizer: OptimizerName;
@@ -164,9 +167,17 @@ export interface EpochEvent extends EpochRecord {
   saveDir: string;
 }
 
+export interface ValBatchEvent {
+  epoch: number;
+  done: number;
+  total: number;
+}
+
 /** What a training emits: `run.on('epoch', (e) => …)`. */
 export type TrainEvents = {
   batch: [BatchEvent];
   epoch: [EpochEvent];
+  /** Per-epoch validation progress (batches done of total). */
+  valBatch: [ValBatchEvent];
   log: [string];
 };

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * YOLOv5 v7.0 validation metrics in plain TypeScript: per-image matching of detections to labels
  * at 10 IoU thresholds, AP per class (101-point interpolated), P/R at the best smoothed mean F1,

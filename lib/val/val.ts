@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { readDataConfig, type DataConfig } from '../config/data';
 import type { DeviceSpec } from '../native/device';
 import { Yolo5Error, show } from '../errors';
-import { ConfusionMatrix, DetectionStats } from './metrics';
+import { ConfusionMatrix, DetectionStats, type DetectionMetrics } from './metrics';
 import {
   predictorDevice,
   predictorStride,
@@ -27,6 +27,7 @@ import {
   type AmpMode,
 } from '../options';
 import { makeRunDir } from '../report/runs';
+import { writeValPlots, type ValBatchPlot } from '../report/run-plots';
 import { loadSplit, rectBatches, type SplitItem } from '../data/split';
 
 export interface ValOptions {
@@ -62,6 +63,13 @@ export interface ValOptions {
   augment?: boolean;
   /** Mixed precision for the forward passes ('auto' default: as training's, see AMP_MODES). */
   amp?: AmpMode;
+  /**
+   * Curves, confusion matrix and val_batch mosaics: true (default when a run folder is made)
+   * writes them there, a string into that folder, false nowhere.
+   */
+  plots?: boolean | string;
+  /** Called after each batch (a progress bar). */
+  progress?: (done: number, total: number) => void;
   log?: (line: string) => void;
 }
 
@@ -139,6 +147,123 @@ export async function val(opts: ValOptions): Promise<ValResult> {
       'The val loss is computed without test-time augmentation: pass loss or augment, not both',
     );
   }
+  const { model, singleCls, nc, names } = await valModel(opts, data, log);
+  const stride = predictorStride(model);
+  const imgsz = checkImageSize('imgsz', opts.imgsz ?? 640, stride, log);
+  const batch = checkInteger('batch', opts.batch ?? 32, 1);
+  const conf = checkNumber('conf', opts.conf ?? 0.001, 0, 1);
+  const iou = checkNumber('iou', opts.iou ?? 0.6, 0, 1);
+  const maxDet = checkInteger('maxDet', opts.maxDet ?? 300, 1);
+  const task = opts.task ?? 'val';
+  const { amp, note } = resolveAmp(opts.amp ?? TRAIN_DEFAULTS.amp, predictorDevice(model));
+  if (note) log(note);
+  const items = await loadSplit(data, task, log, singleCls);
+
+  const wantsDir = opts.saveTxt || opts.saveJson || opts.save;
+  const saveDir = wantsDir
+    ? makeRunDir('val', {
+        ...(opts.project ? { project: opts.project } : {}),
+        ...(opts.name ? { name: opts.name } : {}),
+        existOk: opts.existOk === true,
+      })
+    : undefined;
+  if (saveDir && opts.saveTxt) fs.mkdirSync(path.join(saveDir, 'labels'), { recursive: true });
+
+  const stats = new DetectionStats();
+  const confusion = new ConfusionMatrix(nc);
+  const jsonDets: ImageScoring['jsonDets'] = [];
+  const timing = { pre: 0, inference: 0, nms: 0, images: 0 };
+  const lossSum = [0, 0, 0];
+  let lossBatches = 0;
+  const plotDir =
+    opts.plots === false ? undefined : typeof opts.plots === 'string' ? opts.plots : saveDir;
+  const plotBatches: ValBatchPlot[] = [];
+  const batches = rectBatches(items, batch, imgsz, stride);
+  for (const [bi, b] of batches.entries()) {
+    const { results, timing: t } = await model.predict(
+      b.indices.map((i) => items[i]!.file),
+      {
+        imgsz,
+        shape: b.shape,
+        conf,
+        iou,
+        multiLabel: true,
+        agnostic: singleCls,
+        maxDet,
+        augment,
+        amp,
+        ...(opts.loss
+          ? {
+              loss: opts.loss,
+              labels: b.indices.map((i) => Float32Array.from(items[i]!.labels.flat())),
+            }
+          : {}),
+      },
+    );
+    if (t.loss) {
+      lossSum.forEach((_, j) => (lossSum[j]! += t.loss![j]!));
+      lossBatches++;
+    }
+    timing.pre += t.pre;
+    timing.inference += t.inference;
+    timing.nms += t.nms;
+    timing.images += t.images;
+    if (plotDir && bi < 3) plotBatches.push(batchPlot(b.indices, items, results));
+    opts.progress?.(bi + 1, batches.length);
+    b.indices.forEach((idx, k) => {
+      const item = items[idx]!;
+      const r = results[k]!;
+      if (!r.ok) log(`WARNING: ${item.file}: ${r.error}`);
+      else scoreImage(item, r.detections, { stats, confusion, singleCls, saveDir, opts, jsonDets });
+    });
+  }
+
+  const m = stats.compute(nc, names);
+  const n = Math.max(timing.images, 1);
+  const speed = {
+    preprocess: timing.pre / n,
+    inference: timing.inference / n,
+    nms: timing.nms / n,
+  };
+  const lines = reportLines(m, nc, task, opts.verbose === true, speed, batch, imgsz);
+  const table = lines.join('\n');
+  for (const l of lines) log(l);
+  if (plotDir) {
+    await writeValPlots(plotDir, {
+      curves: m.curves,
+      classes: m.perClass.map((c) => ({ name: c.name, ap50: c.ap50 })),
+      confusion: confusion.toArray(),
+      names,
+      batches: plotBatches,
+    });
+  }
+  const result = valResult(
+    m,
+    confusion,
+    speed,
+    table,
+    lossBatches > 0 ? lossSum.map((v) => v / lossBatches) : undefined,
+  );
+  if (saveDir) {
+    result.saveDir = saveDir;
+    fs.writeFileSync(path.join(saveDir, 'results.txt'), `${table}\n`);
+    fs.writeFileSync(
+      path.join(saveDir, 'metrics.json'),
+      `${JSON.stringify({ ...result, table: undefined }, null, 2)}\n`,
+    );
+    if (opts.saveJson)
+      fs.writeFileSync(path.join(saveDir, 'predictions.json'), JSON.stringify(jsonDets));
+    log(`Results saved to ${saveDir}`);
+  }
+  return result;
+}
+
+/** The model to validate (given or loaded) and its classes, checked against the data set. */
+async function valModel(
+  opts: ValOptions,
+  data: DataConfig,
+  log: (line: string) => void,
+): Promise<{ model: Predictor; singleCls: boolean; nc: number; names: readonly string[] }> {
   const model: Predictor =
     opts.model ??
     (await loadModel({
@@ -168,109 +293,62 @@ export async function val(opts: ValOptions): Promise<ValResult> {
       `The val loss is computed for one model but received an ensemble of ${model.models.length}`,
     );
   }
-  const stride = predictorStride(model);
-  const imgsz = checkImageSize('imgsz', opts.imgsz ?? 640, stride, log);
-  const batch = checkInteger('batch', opts.batch ?? 32, 1);
-  const conf = checkNumber('conf', opts.conf ?? 0.001, 0, 1);
-  const iou = checkNumber('iou', opts.iou ?? 0.6, 0, 1);
-  const maxDet = checkInteger('maxDet', opts.maxDet ?? 300, 1);
-  const task = opts.task ?? 'val';
-  const { amp, note } = resolveAmp(opts.amp ?? TRAIN_DEFAULTS.amp, predictorDevice(model));
-  if (note) log(note);
-  const items = await loadSplit(data, task, log, singleCls);
+  return { model, singleCls, nc, names };
+}
 
-  const wantsDir = opts.saveTxt || opts.saveJson || opts.save;
-  const saveDir = wantsDir
-    ? makeRunDir('val', {
-        ...(opts.project ? { project: opts.project } : {}),
-        ...(opts.name ? { name: opts.name } : {}),
-        existOk: opts.existOk === true,
-      })
-    : undefined;
-  if (saveDir && opts.saveTxt) fs.mkdirSync(path.join(saveDir, 'labels'), { recursive: true });
+type ImageScoring = {
+  stats: DetectionStats;
+  confusion: ConfusionMatrix;
+  singleCls: boolean;
+  saveDir: string | undefined;
+  opts: ValOptions;
+  jsonDets: { image_id: string | number; category_id: number; bbox: number[]; score: number }[];
+};
 
-  const stats = new DetectionStats();
-  const confusion = new ConfusionMatrix(nc);
-  const jsonDets: {
-    image_id: string | number;
-    category_id: number;
-    bbox: number[];
-    score: number;
-  }[] = [];
-  const timing = { pre: 0, inference: 0, nms: 0, images: 0 };
-  const lossSum = [0, 0, 0];
-  let lossBatches = 0;
-  for (const b of rectBatches(items, batch, imgsz, stride)) {
-    const { results, timing: t } = await model.predict(
-      b.indices.map((i) => items[i]!.file),
-      {
-        imgsz,
-        shape: b.shape,
-        conf,
-        iou,
-        multiLabel: true,
-        agnostic: singleCls,
-        maxDet,
-        augment,
-        amp,
-        ...(opts.loss
-          ? {
-              loss: opts.loss,
-              labels: b.indices.map((i) => Float32Array.from(items[i]!.labels.flat())),
-            }
-          : {}),
-      },
+/** Matches one image's detections to its labels; writes its txt rows and JSON entries. */
+function scoreImage(item: SplitItem, dets: Float32Array, c: ImageScoring): void {
+  if (c.singleCls) for (let j = 5; j < dets.length; j += 6) dets[j] = 0;
+  const labels = item.labels.map(([cls, cx, cy, w, h]) => [
+    cls!,
+    (cx! - w! / 2) * item.width,
+    (cy! - h! / 2) * item.height,
+    (cx! + w! / 2) * item.width,
+    (cy! + h! / 2) * item.height,
+  ]);
+  c.stats.addImage(dets, labels);
+  c.confusion.processBatch(dets, labels);
+  if (c.saveDir && c.opts.saveTxt)
+    writeTxt(
+      path.join(c.saveDir, 'labels', `${path.parse(item.file).name}.txt`),
+      dets,
+      item,
+      c.opts.saveConf === true,
     );
-    if (t.loss) {
-      lossSum.forEach((_, j) => (lossSum[j]! += t.loss![j]!));
-      lossBatches++;
+  if (c.opts.saveJson) {
+    const stem = path.parse(item.file).name;
+    const id = /^\d+$/.test(stem) ? Number(stem) : stem;
+    for (let j = 0; j + 6 <= dets.length; j += 6) {
+      const [x1, y1, x2, y2, score, cls] = Array.from(dets.subarray(j, j + 6));
+      c.jsonDets.push({
+        image_id: id,
+        category_id: cls!,
+        bbox: [x1!, y1!, x2! - x1!, y2! - y1!].map((v) => Math.round(v * 1000) / 1000),
+        score: Math.round(score! * 1e5) / 1e5,
+      });
     }
-    timing.pre += t.pre;
-    timing.inference += t.inference;
-    timing.nms += t.nms;
-    timing.images += t.images;
-    b.indices.forEach((idx, k) => {
-      const item = items[idx]!;
-      const r = results[k]!;
-      if (!r.ok) {
-        log(`WARNING: ${item.file}: ${r.error}`);
-        return;
-      }
-      const dets = r.detections;
-      if (singleCls) for (let j = 5; j < dets.length; j += 6) dets[j] = 0;
-      const labels = item.labels.map(([c, cx, cy, w, h]) => [
-        c!,
-        (cx! - w! / 2) * item.width,
-        (cy! - h! / 2) * item.height,
-        (cx! + w! / 2) * item.width,
-        (cy! + h! / 2) * item.height,
-      ]);
-      stats.addImage(dets, labels);
-      confusion.processBatch(dets, labels);
-      if (saveDir && opts.saveTxt)
-        writeTxt(
-          path.join(saveDir, 'labels', `${path.parse(item.file).name}.txt`),
-          dets,
-          item,
-          opts.saveConf === true,
-        );
-      if (opts.saveJson) {
-        const stem = path.parse(item.file).name;
-        const id = /^\d+$/.test(stem) ? Number(stem) : stem;
-        for (let j = 0; j + 6 <= dets.length; j += 6) {
-          const [x1, y1, x2, y2, score, cls] = Array.from(dets.subarray(j, j + 6));
-          jsonDets.push({
-            image_id: id,
-            category_id: cls!,
-            bbox: [x1!, y1!, x2! - x1!, y2! - y1!].map((v) => Math.round(v * 1000) / 1000),
-            score: Math.round(score! * 1e5) / 1e5,
-          });
-        }
-      }
-    });
   }
+}
 
-  const m = stats.compute(nc, names);
+/** The reference's table: header, all, per-class rows (2–49 classes or verbose), speed. */
+function reportLines(
+  m: DetectionMetrics,
+  nc: number,
+  task: string,
+  verbose: boolean,
+  speed: ValResult['speed'],
+  batch: number,
+  imgsz: number,
+): string[] {
   const lines = [
     VAL_HEADER,
     formatRow('all', m.seen, m.instances, m.precision, m.recall, m.mAP50, m.mAP50_95),
@@ -279,22 +357,24 @@ export async function val(opts: ValOptions): Promise<ValResult> {
     lines.push(
       `WARNING: no labels found in the ${task} set, cannot compute metrics without labels`,
     );
-  if (opts.verbose || (nc < 50 && nc > 1)) {
+  if (verbose || (nc < 50 && nc > 1)) {
     for (const c of m.perClass)
       lines.push(formatRow(c.name, m.seen, c.instances, c.precision, c.recall, c.ap50, c.ap50_95));
   }
-  const n = Math.max(timing.images, 1);
-  const speed = {
-    preprocess: timing.pre / n,
-    inference: timing.inference / n,
-    nms: timing.nms / n,
-  };
   lines.push(
     `Speed: ${speed.preprocess.toFixed(1)}ms pre-process, ${speed.inference.toFixed(1)}ms inference, ${speed.nms.toFixed(1)}ms NMS per image at shape (${batch}, 3, ${imgsz}, ${imgsz})`,
   );
-  const table = lines.join('\n');
-  for (const l of lines) log(l);
-  const result: ValResult = {
+  return lines;
+}
+
+function valResult(
+  m: DetectionMetrics,
+  confusion: ConfusionMatrix,
+  speed: ValResult['speed'],
+  table: string,
+  loss: number[] | undefined,
+): ValResult {
+  return {
     metrics: {
       precision: m.precision,
       recall: m.recall,
@@ -318,22 +398,20 @@ export async function val(opts: ValOptions): Promise<ValResult> {
     instances: m.instances,
     maps: m.maps,
     table,
-    ...(lossBatches > 0
-      ? { loss: lossSum.map((v) => v / lossBatches) as [number, number, number] }
-      : {}),
+    ...(loss ? { loss: loss as [number, number, number] } : {}),
   };
-  if (saveDir) {
-    result.saveDir = saveDir;
-    fs.writeFileSync(path.join(saveDir, 'results.txt'), `${table}\n`);
-    fs.writeFileSync(
-      path.join(saveDir, 'metrics.json'),
-      `${JSON.stringify({ ...result, table: undefined }, null, 2)}\n`,
-    );
-    if (opts.saveJson)
-      fs.writeFileSync(path.join(saveDir, 'predictions.json'), JSON.stringify(jsonDets));
-    log(`Results saved to ${saveDir}`);
-  }
-  return result;
+}
+
+function batchPlot(
+  indices: number[],
+  items: SplitItem[],
+  results: { ok: boolean; detections: Float32Array; width: number; height: number }[],
+): ValBatchPlot {
+  return {
+    files: indices.map((i) => items[i]!.file),
+    labels: indices.map((i) => items[i]!.labels),
+    detections: results.map((r) => ({ rows: r.detections, width: r.width, height: r.height })),
+  };
 }
 
 function writeTxt(file: string, dets: Float32Array, item: SplitItem, withConf: boolean): void {
