@@ -43,7 +43,7 @@ export function resolveAmp(value: unknown, device: string, name = 'amp'): AmpCho
       ? { amp: 'bf16' }
       : {
           amp: 'bf16',
-          note: `WARNING: ${name} bf16 on a CPU without bf16 hardware (avx512_bf16 or AMX): it runs emulated, several times slower than fp32`,
+          note: `WARNING: ${name} bf16 on a CPU without bf16 hardware (avx512_bf16 or AMX): it runs emulated, slower than fp32 and (LibTorch accumulating convolutions in bf16 there) less accurate than bf16 hardware`,
         };
   }
   return hardware
