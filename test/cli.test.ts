@@ -1,10 +1,12 @@
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { packageRoot } from '../lib/native/paths';
 import { runtimeInfo } from '../lib/native/runtime';
+import { systemErrorLine } from '../lib/cli/exit';
 
 const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js');
 
@@ -121,4 +123,22 @@ test('bad train and val flags: one line naming the problem, exit 2, no stack tra
     assert.match(r.stderr, message, what);
     assert.equal(r.stdout, '', what);
   }
+});
+
+test('a Node file-system error that reaches the CLI unwrapped is one line with the path', () => {
+  const missing = path.join(os.tmpdir(), `yolo5-missing-${process.pid}`, 'x.yaml');
+  let caught: unknown;
+  try {
+    fs.readFileSync(missing);
+  } catch (e) {
+    caught = e;
+  }
+  const line = systemErrorLine(caught);
+  assert.ok(line !== undefined, 'an ENOENT from readFileSync is recognised');
+  assert.match(
+    line,
+    new RegExp(`^Cannot open ${missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .*\\(ENOENT\\)$`),
+  );
+  assert.equal(systemErrorLine(new Error('plain bug')), undefined, 'other errors keep their stack');
+  assert.equal(systemErrorLine(Object.assign(new Error('x'), { code: 'E_ARG' })), undefined);
 });

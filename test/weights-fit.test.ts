@@ -4,6 +4,7 @@
  */
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { detect, loadModel, val } from '../lib';
@@ -90,4 +91,31 @@ test('transfer to another nc says once that the Detect head starts fresh, and wa
     lines.join('\n'),
   );
   assert.ok(!lines.some((l) => l.startsWith('WARNING')), lines.join('\n'));
+});
+
+test('export and prune with weights that do not fit --cfg refuse (E_WEIGHTS), writing nothing', () => {
+  const cfg = misfitCfg();
+  const dir = tempDir();
+  const cli = path.join(__dirname, '..', 'lib', 'cli', 'index.js');
+  const commands = [
+    ['export', '--weights', stateDict, '--cfg', cfg, '--out', path.join(dir, 'm.onnx')],
+    [
+      'prune',
+      '--weights',
+      stateDict,
+      '--cfg',
+      cfg,
+      '--amount',
+      '0.1',
+      '--out',
+      path.join(dir, 'p.pt'),
+    ],
+  ];
+  for (const args of commands) {
+    const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+    assert.equal(r.status, 1, `${args[0]}: ${r.stderr}`);
+    assert.match(r.stderr, wrongShape, args[0]);
+    assert.equal(r.stderr.trim().split('\n').length, 1, `${args[0]} says one line: ${r.stderr}`);
+  }
+  assert.deepEqual(fs.readdirSync(dir), [], 'nothing written');
 });

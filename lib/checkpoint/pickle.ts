@@ -475,273 +475,324 @@ class Unpickler implements UnpickleContext {
     while (this.pos < data.length) {
       this.opStart = this.pos;
       const op = data[this.pos++]!;
-      switch (op) {
-        case OP.PROTO: {
-          const version = this.u8();
-          if (version > 5) this.fail(`unsupported pickle protocol ${version}`);
-          break;
-        }
-        case OP.FRAME: {
-          const length = this.u64();
-          if (length > data.length - this.pos)
-            this.fail(`truncated pickle: frame of ${length} bytes`);
-          break;
-        }
-        case OP.STOP:
-          if (this.marks.length > 0) this.fail('pickle stops with a mark still open');
-          return this.pop();
-        case OP.MARK:
-          this.mark();
-          break;
-        case OP.POP:
-          if (this.stack.length > this.fence) this.pop();
-          else this.popMark();
-          break;
-        case OP.POP_MARK:
-          this.popMark();
-          break;
-        case OP.DUP:
-          this.push(this.top());
-          break;
-
-        case OP.NONE:
-          this.push(null);
-          break;
-        case OP.NEWTRUE:
-          this.push(true);
-          break;
-        case OP.NEWFALSE:
-          this.push(false);
-          break;
-        case OP.BININT:
-          this.push(this.i32());
-          break;
-        case OP.BININT1:
-          this.push(this.u8());
-          break;
-        case OP.BININT2:
-          this.push(this.u16());
-          break;
-        case OP.LONG1:
-          this.push(this.long(this.u8()));
-          break;
-        case OP.LONG4: {
-          const n = this.i32();
-          if (n < 0) this.fail(`negative LONG4 length ${n}`);
-          this.push(this.long(n));
-          break;
-        }
-        case OP.INT:
-          this.push(this.textInt(this.line('INT'), 'INT'));
-          break;
-        case OP.LONG:
-          this.push(this.textInt(this.line('LONG').replace(/L$/, ''), 'LONG'));
-          break;
-        case OP.BINFLOAT: {
-          this.need(8, 'BINFLOAT');
-          this.push(this.view.getFloat64(this.pos, false));
-          this.pos += 8;
-          break;
-        }
-        case OP.FLOAT:
-          this.push(this.textFloat(this.line('FLOAT')));
-          break;
-
-        case OP.BINUNICODE:
-          this.push(this.text(this.u32(), 'BINUNICODE'));
-          break;
-        case OP.SHORT_BINUNICODE:
-          this.push(this.text(this.u8(), 'SHORT_BINUNICODE'));
-          break;
-        case OP.BINUNICODE8:
-          this.push(this.text(this.u64(), 'BINUNICODE8'));
-          break;
-        case OP.BINSTRING: {
-          const n = this.i32();
-          if (n < 0) this.fail(`negative BINSTRING length ${n}`);
-          this.push(this.text(n, 'BINSTRING'));
-          break;
-        }
-        case OP.SHORT_BINSTRING:
-          this.push(this.text(this.u8(), 'SHORT_BINSTRING'));
-          break;
-        case OP.BINBYTES:
-          this.push(this.copyBytes(this.u32(), 'BINBYTES'));
-          break;
-        case OP.SHORT_BINBYTES:
-          this.push(this.copyBytes(this.u8(), 'SHORT_BINBYTES'));
-          break;
-        case OP.BINBYTES8:
-          this.push(this.copyBytes(this.u64(), 'BINBYTES8'));
-          break;
-        case OP.BYTEARRAY8:
-          this.push(this.copyBytes(this.u64(), 'BYTEARRAY8'));
-          break;
-
-        case OP.EMPTY_TUPLE:
-          this.push(new PyTuple([]));
-          break;
-        case OP.TUPLE1:
-          this.push(new PyTuple([this.pop()]));
-          break;
-        case OP.TUPLE2: {
-          const b = this.pop();
-          const a = this.pop();
-          this.push(new PyTuple([a, b]));
-          break;
-        }
-        case OP.TUPLE3: {
-          const c = this.pop();
-          const b = this.pop();
-          const a = this.pop();
-          this.push(new PyTuple([a, b, c]));
-          break;
-        }
-        case OP.TUPLE:
-          this.push(new PyTuple(this.popMark()));
-          break;
-        case OP.EMPTY_LIST:
-          this.push([]);
-          break;
-        case OP.LIST:
-          this.push(this.popMark());
-          break;
-        case OP.APPEND: {
-          const item = this.pop();
-          this.appendItems(this.top(), [item], 'APPEND');
-          break;
-        }
-        case OP.APPENDS: {
-          const items = this.popMark();
-          this.appendItems(this.top(), items, 'APPENDS');
-          break;
-        }
-        case OP.EMPTY_DICT:
-          this.push(new PyDict());
-          break;
-        case OP.DICT: {
-          const dict = new PyDict();
-          this.setItems(dict, this.popMark(), 'DICT');
-          this.push(dict);
-          break;
-        }
-        case OP.SETITEM: {
-          const value = this.pop();
-          const key = this.pop();
-          this.setItems(this.dictOf(this.top(), 'SETITEM'), [key, value], 'SETITEM');
-          break;
-        }
-        case OP.SETITEMS: {
-          const items = this.popMark();
-          this.setItems(this.dictOf(this.top(), 'SETITEMS'), items, 'SETITEMS');
-          break;
-        }
-        case OP.EMPTY_SET:
-          this.push(new PySet());
-          break;
-        case OP.ADDITEMS: {
-          const items = this.popMark();
-          const target = this.top();
-          if (!(target instanceof PySet)) this.fail(`ADDITEMS on ${an(target)}, not a set`);
-          this.addItems(target, items, 'ADDITEMS');
-          break;
-        }
-        case OP.FROZENSET: {
-          const set = new PySet();
-          this.addItems(set, this.popMark(), 'FROZENSET');
-          this.push(set);
-          break;
-        }
-
-        case OP.BINPUT:
-          this.memoPut(this.u8(), this.top());
-          break;
-        case OP.LONG_BINPUT:
-          this.memoPut(this.u32(), this.top());
-          break;
-        case OP.PUT:
-          this.memoPut(this.textIndex(this.line('PUT')), this.top());
-          break;
-        case OP.MEMOIZE:
-          this.memoPut(this.memoCount, this.top());
-          break;
-        case OP.BINGET:
-          this.push(this.memoGet(this.u8()));
-          break;
-        case OP.LONG_BINGET:
-          this.push(this.memoGet(this.u32()));
-          break;
-        case OP.GET:
-          this.push(this.memoGet(this.textIndex(this.line('GET'))));
-          break;
-
-        case OP.GLOBAL: {
-          const module = this.line('GLOBAL module');
-          const name = this.line('GLOBAL name');
-          this.push(this.resolveGlobal(module, name));
-          break;
-        }
-        case OP.STACK_GLOBAL: {
-          const name = this.pop();
-          const module = this.pop();
-          if (typeof module !== 'string' || typeof name !== 'string') {
-            this.fail('STACK_GLOBAL needs two strings');
-          }
-          this.push(this.resolveGlobal(module, name));
-          break;
-        }
-        case OP.REDUCE: {
-          const args = this.args(this.pop(), 'REDUCE');
-          const fn = this.callable(this.pop(), 'REDUCE');
-          if (fn.impl.call === undefined) this.fail(`'${fn.qualname}' cannot be called`);
-          this.push(fn.impl.call(args, this));
-          break;
-        }
-        case OP.NEWOBJ: {
-          const args = this.args(this.pop(), 'NEWOBJ');
-          const cls = this.callable(this.pop(), 'NEWOBJ');
-          if (cls.impl.newObject === undefined)
-            this.fail(`'${cls.qualname}' cannot be instantiated`);
-          this.push(cls.impl.newObject(args, this));
-          break;
-        }
-        case OP.NEWOBJ_EX: {
-          const kwargs = this.pop();
-          const args = this.args(this.pop(), 'NEWOBJ_EX');
-          const cls = this.callable(this.pop(), 'NEWOBJ_EX');
-          if (!(kwargs instanceof PyDict) || kwargs.entries.size > 0) {
-            this.fail(`NEWOBJ_EX of '${cls.qualname}' with keyword arguments`);
-          }
-          if (cls.impl.newObject === undefined)
-            this.fail(`'${cls.qualname}' cannot be instantiated`);
-          this.push(cls.impl.newObject(args, this));
-          break;
-        }
-        case OP.BUILD: {
-          const state = this.pop();
-          this.build(this.top(), state);
-          break;
-        }
-        case OP.BINPERSID: {
-          const pid = this.pop();
-          if (this.options.persistentLoad === undefined) this.fail('unexpected persistent id');
-          this.push(this.options.persistentLoad(pid, this));
-          break;
-        }
-
-        default: {
-          const known = REFUSED[op];
-          this.fail(
-            known !== undefined
-              ? `unsupported pickle opcode ${known}`
-              : `unknown pickle opcode 0x${op.toString(16).padStart(2, '0')}` +
-                  (op >= 0x20 && op < 0x7f ? ` ('${String.fromCharCode(op)}')` : ''),
-          );
-        }
+      if (op === OP.STOP) {
+        if (this.marks.length > 0) this.fail('pickle stops with a mark still open');
+        return this.pop();
       }
+      // each group answers whether it knew the opcode
+      const known =
+        this.stackOp(op) ||
+        this.numberOp(op) ||
+        this.textOp(op) ||
+        this.containerOp(op) ||
+        this.memoOp(op) ||
+        this.objectOp(op);
+      if (!known) this.unknownOp(op);
     }
     this.opStart = this.pos;
     return this.fail('truncated pickle: it ends without a STOP opcode');
+  }
+
+  private unknownOp(op: number): never {
+    const known = REFUSED[op];
+    return this.fail(
+      known !== undefined
+        ? `unsupported pickle opcode ${known}`
+        : `unknown pickle opcode 0x${op.toString(16).padStart(2, '0')}` +
+            (op >= 0x20 && op < 0x7f ? ` ('${String.fromCharCode(op)}')` : ''),
+    );
+  }
+
+  /** Opcodes for framing, marks and the stack. */
+  private stackOp(op: number): boolean {
+    const data = this.data;
+    switch (op) {
+      case OP.PROTO: {
+        const version = this.u8();
+        if (version > 5) this.fail(`unsupported pickle protocol ${version}`);
+        return true;
+      }
+      case OP.FRAME: {
+        const length = this.u64();
+        if (length > data.length - this.pos)
+          this.fail(`truncated pickle: frame of ${length} bytes`);
+        return true;
+      }
+      case OP.MARK:
+        this.mark();
+        return true;
+      case OP.POP:
+        if (this.stack.length > this.fence) this.pop();
+        else this.popMark();
+        return true;
+      case OP.POP_MARK:
+        this.popMark();
+        return true;
+      case OP.DUP:
+        this.push(this.top());
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** Opcodes for numbers and booleans. */
+  private numberOp(op: number): boolean {
+    switch (op) {
+      case OP.NONE:
+        this.push(null);
+        return true;
+      case OP.NEWTRUE:
+        this.push(true);
+        return true;
+      case OP.NEWFALSE:
+        this.push(false);
+        return true;
+      case OP.BININT:
+        this.push(this.i32());
+        return true;
+      case OP.BININT1:
+        this.push(this.u8());
+        return true;
+      case OP.BININT2:
+        this.push(this.u16());
+        return true;
+      case OP.LONG1:
+        this.push(this.long(this.u8()));
+        return true;
+      case OP.LONG4: {
+        const n = this.i32();
+        if (n < 0) this.fail(`negative LONG4 length ${n}`);
+        this.push(this.long(n));
+        return true;
+      }
+      case OP.INT:
+        this.push(this.textInt(this.line('INT'), 'INT'));
+        return true;
+      case OP.LONG:
+        this.push(this.textInt(this.line('LONG').replace(/L$/, ''), 'LONG'));
+        return true;
+      case OP.BINFLOAT: {
+        this.need(8, 'BINFLOAT');
+        this.push(this.view.getFloat64(this.pos, false));
+        this.pos += 8;
+        return true;
+      }
+      case OP.FLOAT:
+        this.push(this.textFloat(this.line('FLOAT')));
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** Opcodes for strings and bytes. */
+  private textOp(op: number): boolean {
+    switch (op) {
+      case OP.BINUNICODE:
+        this.push(this.text(this.u32(), 'BINUNICODE'));
+        return true;
+      case OP.SHORT_BINUNICODE:
+        this.push(this.text(this.u8(), 'SHORT_BINUNICODE'));
+        return true;
+      case OP.BINUNICODE8:
+        this.push(this.text(this.u64(), 'BINUNICODE8'));
+        return true;
+      case OP.BINSTRING: {
+        const n = this.i32();
+        if (n < 0) this.fail(`negative BINSTRING length ${n}`);
+        this.push(this.text(n, 'BINSTRING'));
+        return true;
+      }
+      case OP.SHORT_BINSTRING:
+        this.push(this.text(this.u8(), 'SHORT_BINSTRING'));
+        return true;
+      case OP.BINBYTES:
+        this.push(this.copyBytes(this.u32(), 'BINBYTES'));
+        return true;
+      case OP.SHORT_BINBYTES:
+        this.push(this.copyBytes(this.u8(), 'SHORT_BINBYTES'));
+        return true;
+      case OP.BINBYTES8:
+        this.push(this.copyBytes(this.u64(), 'BINBYTES8'));
+        return true;
+      case OP.BYTEARRAY8:
+        this.push(this.copyBytes(this.u64(), 'BYTEARRAY8'));
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** Opcodes for tuples, lists, dicts and sets. */
+  private containerOp(op: number): boolean {
+    switch (op) {
+      case OP.EMPTY_TUPLE:
+        this.push(new PyTuple([]));
+        return true;
+      case OP.TUPLE1:
+        this.push(new PyTuple([this.pop()]));
+        return true;
+      case OP.TUPLE2: {
+        const b = this.pop();
+        const a = this.pop();
+        this.push(new PyTuple([a, b]));
+        return true;
+      }
+      case OP.TUPLE3: {
+        const c = this.pop();
+        const b = this.pop();
+        const a = this.pop();
+        this.push(new PyTuple([a, b, c]));
+        return true;
+      }
+      case OP.TUPLE:
+        this.push(new PyTuple(this.popMark()));
+        return true;
+      case OP.EMPTY_LIST:
+        this.push([]);
+        return true;
+      case OP.LIST:
+        this.push(this.popMark());
+        return true;
+      case OP.APPEND: {
+        const item = this.pop();
+        this.appendItems(this.top(), [item], 'APPEND');
+        return true;
+      }
+      case OP.APPENDS: {
+        const items = this.popMark();
+        this.appendItems(this.top(), items, 'APPENDS');
+        return true;
+      }
+      case OP.EMPTY_DICT:
+        this.push(new PyDict());
+        return true;
+      case OP.DICT: {
+        const dict = new PyDict();
+        this.setItems(dict, this.popMark(), 'DICT');
+        this.push(dict);
+        return true;
+      }
+      case OP.SETITEM: {
+        const value = this.pop();
+        const key = this.pop();
+        this.setItems(this.dictOf(this.top(), 'SETITEM'), [key, value], 'SETITEM');
+        return true;
+      }
+      case OP.SETITEMS: {
+        const items = this.popMark();
+        this.setItems(this.dictOf(this.top(), 'SETITEMS'), items, 'SETITEMS');
+        return true;
+      }
+      case OP.EMPTY_SET:
+        this.push(new PySet());
+        return true;
+      case OP.ADDITEMS: {
+        const items = this.popMark();
+        const target = this.top();
+        if (!(target instanceof PySet)) this.fail(`ADDITEMS on ${an(target)}, not a set`);
+        this.addItems(target, items, 'ADDITEMS');
+        return true;
+      }
+      case OP.FROZENSET: {
+        const set = new PySet();
+        this.addItems(set, this.popMark(), 'FROZENSET');
+        this.push(set);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** Opcodes for the memo. */
+  private memoOp(op: number): boolean {
+    switch (op) {
+      case OP.BINPUT:
+        this.memoPut(this.u8(), this.top());
+        return true;
+      case OP.LONG_BINPUT:
+        this.memoPut(this.u32(), this.top());
+        return true;
+      case OP.PUT:
+        this.memoPut(this.textIndex(this.line('PUT')), this.top());
+        return true;
+      case OP.MEMOIZE:
+        this.memoPut(this.memoCount, this.top());
+        return true;
+      case OP.BINGET:
+        this.push(this.memoGet(this.u8()));
+        return true;
+      case OP.LONG_BINGET:
+        this.push(this.memoGet(this.u32()));
+        return true;
+      case OP.GET:
+        this.push(this.memoGet(this.textIndex(this.line('GET'))));
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** Opcodes for globals, calls and persistent ids (tensors). */
+  private objectOp(op: number): boolean {
+    switch (op) {
+      case OP.GLOBAL: {
+        const module = this.line('GLOBAL module');
+        const name = this.line('GLOBAL name');
+        this.push(this.resolveGlobal(module, name));
+        return true;
+      }
+      case OP.STACK_GLOBAL: {
+        const name = this.pop();
+        const module = this.pop();
+        if (typeof module !== 'string' || typeof name !== 'string') {
+          this.fail('STACK_GLOBAL needs two strings');
+        }
+        this.push(this.resolveGlobal(module, name));
+        return true;
+      }
+      case OP.REDUCE: {
+        const args = this.args(this.pop(), 'REDUCE');
+        const fn = this.callable(this.pop(), 'REDUCE');
+        if (fn.impl.call === undefined) this.fail(`'${fn.qualname}' cannot be called`);
+        this.push(fn.impl.call(args, this));
+        return true;
+      }
+      case OP.NEWOBJ: {
+        const args = this.args(this.pop(), 'NEWOBJ');
+        const cls = this.callable(this.pop(), 'NEWOBJ');
+        if (cls.impl.newObject === undefined) this.fail(`'${cls.qualname}' cannot be instantiated`);
+        this.push(cls.impl.newObject(args, this));
+        return true;
+      }
+      case OP.NEWOBJ_EX: {
+        const kwargs = this.pop();
+        const args = this.args(this.pop(), 'NEWOBJ_EX');
+        const cls = this.callable(this.pop(), 'NEWOBJ_EX');
+        if (!(kwargs instanceof PyDict) || kwargs.entries.size > 0) {
+          this.fail(`NEWOBJ_EX of '${cls.qualname}' with keyword arguments`);
+        }
+        if (cls.impl.newObject === undefined) this.fail(`'${cls.qualname}' cannot be instantiated`);
+        this.push(cls.impl.newObject(args, this));
+        return true;
+      }
+      case OP.BUILD: {
+        const state = this.pop();
+        this.build(this.top(), state);
+        return true;
+      }
+      case OP.BINPERSID: {
+        const pid = this.pop();
+        if (this.options.persistentLoad === undefined) this.fail('unexpected persistent id');
+        this.push(this.options.persistentLoad(pid, this));
+        return true;
+      }
+
+      default:
+        return false;
+    }
   }
 
   private textInt(text: string, op: string): number | bigint | boolean {

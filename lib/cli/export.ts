@@ -77,6 +77,8 @@ export function exportCommand(): Command {
       const model = await loadModel({
         weights: o.weights,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
+        // A file written from freshly initialised tensors is never intended: every tensor loads.
+        strict: true,
         log: out,
       });
       const imgsz: [number, number] =

@@ -3,7 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { Yolo5Error } from '../errors';
 import { version } from '../native/runtime';
-import { EXIT, oneLine } from './exit';
+import { EXIT, oneLine, systemErrorLine } from './exit';
 import { buildCommand } from './build';
 import { detectCommand } from './detect';
 import { doctorCommand } from './doctor';
@@ -59,6 +59,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof Yolo5Error) {
       process.stderr.write(`yolo5: ${oneLine(e.message)}\n`);
+      return EXIT.failure;
+    }
+    const line = systemErrorLine(e);
+    if (line !== undefined) {
+      process.stderr.write(`yolo5: ${oneLine(line)}\n`);
       return EXIT.failure;
     }
     throw e;

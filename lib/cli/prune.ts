@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { Yolo5Error } from '../errors';
 import { loadModel } from '../model/load';
 import { describePrune } from '../model/prune';
+import { makeDirs } from '../native/paths';
 
 interface PruneCliOptions {
   weights: string;
@@ -55,6 +56,8 @@ export function pruneCommand(): Command {
       const model = await loadModel({
         weights: o.weights,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
+        // A file written from freshly initialised tensors is never intended: every tensor loads.
+        strict: true,
         log: out,
       });
       const r = await model.prune(o.amount);
@@ -69,7 +72,7 @@ export function pruneCommand(): Command {
       out(
         `${r.convZeros.toLocaleString('en-US')}/${r.convWeights.toLocaleString('en-US')} conv weights are zero (|w| <= ${r.threshold.toPrecision(4)})`,
       );
-      fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+      makeDirs(path.dirname(path.resolve(file)), 'output folder');
       await model.save(file, { half: o.half === true });
       out(`Saved ${file}`);
       out(
