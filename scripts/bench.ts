@@ -259,7 +259,9 @@ function printConfig(c: ConfigResult, matmul: number, threads: number): void {
   console.log(
     '| freeze | amp | trainable params | ms/step | CPU ms/step | images/s | step ratio | peak RSS MB | RSS ratio | CUDA peak MB | achieved GFLOP/s | of matmul |',
   );
-  console.log('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log(
+    '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  );
   for (const r of c.rows) {
     const achieved = r.stepGflop / (r.msPerStep / 1000);
     console.log(

@@ -27,7 +27,11 @@ import { detect } from '../lib/predict/detect';
 import { fixture, golden, readBin, relMaxDiff, runCli, tempDir } from './helpers';
 
 const g = golden();
-const L = g.loss as unknown as { input: { shape: number[] } & never; targets: number[][]; hyp: never };
+const L = g.loss as unknown as {
+  input: { shape: number[] } & never;
+  targets: number[][];
+  hyp: never;
+};
 const data = fixture('shapes5', 'data.yaml');
 const weights = fixture('yolov5n-shapes5.pt');
 
@@ -42,18 +46,22 @@ async function withEnv<T>(name: string, value: string, run: () => T | Promise<T>
   }
 }
 
-test('cpuFeatures: what cpuid says agrees with the kernel flags in /proc/cpuinfo', {
-  skip: process.platform !== 'linux' || process.arch !== 'x64',
-}, () => {
-  const flags = new Set(
-    (/^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').split(/\s+/),
-  );
-  const f = native().cpuFeatures();
-  assert.equal(f.avx512f, flags.has('avx512f'));
-  assert.equal(f.avx512bf16, flags.has('avx512_bf16'));
-  assert.equal(f.amxbf16, flags.has('amx_bf16'));
-  assert.equal(f.bf16, f.avx512bf16 || f.amxbf16);
-});
+test(
+  'cpuFeatures: what cpuid says agrees with the kernel flags in /proc/cpuinfo',
+  {
+    skip: process.platform !== 'linux' || process.arch !== 'x64',
+  },
+  () => {
+    const flags = new Set(
+      (/^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').split(/\s+/),
+    );
+    const f = native().cpuFeatures();
+    assert.equal(f.avx512f, flags.has('avx512f'));
+    assert.equal(f.avx512bf16, flags.has('avx512_bf16'));
+    assert.equal(f.amxbf16, flags.has('amx_bf16'));
+    assert.equal(f.bf16, f.avx512bf16 || f.amxbf16);
+  },
+);
 
 test('amp resolves per device: auto is fp16 on CUDA, bf16 only on a CPU with bf16 hardware', async () => {
   assert.deepEqual(resolveAmp('auto', 'cuda:0'), { amp: 'fp16' });

@@ -124,8 +124,8 @@ Napi::Value ModelWrap::AmpCheck(const Napi::CallbackInfo& info) {
       [state, input, shape, mode, result] {
         std::lock_guard<std::mutex> lock(state->mutex);
         auto& model = *state->model;
-        auto x = torch::from_blob(input->data, shape, torch::kFloat)
-                     .to(model.detect().anchors.device());
+        auto x =
+            torch::from_blob(input->data, shape, torch::kFloat).to(model.detect().anchors.device());
         *result = amp_self_check(model, x, mode);
       },
       [result](Napi::Env env) -> Napi::Value {

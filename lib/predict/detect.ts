@@ -4,12 +4,7 @@
  */
 import type { DeviceSpec } from '../native/device';
 import { Yolo5Error } from '../errors';
-import {
-  predictorDevice,
-  predictorStride,
-  type Ensemble,
-  type Predictor,
-} from '../model/ensemble';
+import { predictorDevice, predictorStride, type Ensemble, type Predictor } from '../model/ensemble';
 import { type Model } from '../model/model';
 import { loadModel, singleOrMany } from '../model/load';
 import type { NativeImage } from '../native/addon';

@@ -60,7 +60,8 @@ export function resolveTrainOptions(
   let o: TrainOptions = { ...input };
   if (saved) {
     o = { ...saved };
-    for (const k of RESUME_OVERRIDES) if (input[k] !== undefined) Object.assign(o, { [k]: input[k] });
+    for (const k of RESUME_OVERRIDES)
+      if (input[k] !== undefined) Object.assign(o, { [k]: input[k] });
   }
   const D = TRAIN_DEFAULTS;
   // The built-in set is 256 px shapes: a small model at its native size makes a quick CPU demo.

@@ -8,12 +8,7 @@ import { readDataConfig, type DataConfig } from '../config/data';
 import type { DeviceSpec } from '../native/device';
 import { Yolo5Error, show } from '../errors';
 import { ConfusionMatrix, DetectionStats, type DetectionMetrics } from './metrics';
-import {
-  predictorDevice,
-  predictorStride,
-  type Ensemble,
-  type Predictor,
-} from '../model/ensemble';
+import { predictorDevice, predictorStride, type Ensemble, type Predictor } from '../model/ensemble';
 import { Model } from '../model/model';
 import { loadModel, singleOrMany } from '../model/load';
 import { native, type LossHyp } from '../native/addon';
