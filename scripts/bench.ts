@@ -14,6 +14,8 @@
  *            --amp 0|1|0,1 (mixed precision: bf16 on the CPU, fp16 with loss scaling on CUDA; a list
  *            runs each beside the other, ratios against the first)  --device cpu|0  --workers N
  *            --cudnn-benchmark 1|0 (CUDA: default 1)
+ *            --torch-baseline 1 (also time scripts/torch-step.py, our PyTorch-eager fp32 step, in
+ *            each round; --python python3)
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -195,6 +197,33 @@ interface ConfigResult {
   batch: number;
   rows: ChildResult[];
   detect?: DetectLatency;
+  /** --torch-baseline 1: scripts/torch-step.py's fp32 step (PyTorch eager), interleaved. */
+  pytorch?: TorchRow[];
+}
+
+interface TorchRow {
+  impl: string;
+  torch: string;
+  freeze: number;
+  msPerStep: number;
+  peakRssMB: number;
+  trainable: number;
+  repeatsMsPerStep?: number[];
+}
+
+/** The synthetic set's class count (the baseline builds its Detect layer for it). */
+let syntheticNc = 5;
+
+/** One freeze level of the PyTorch-eager baseline in its own Python process (synthetic batches). */
+function runTorchStep(cfg: string, imgsz: number, batch: number, steps: number, freeze: number) {
+  const script = path.join(__dirname, '..', '..', 'scripts', 'torch-step.py');
+  const yaml = path.join(__dirname, '..', '..', 'models', `${cfg}.yaml`);
+  const args = [script, '--cfg', yaml, '--img', String(imgsz), '--batch', String(batch)];
+  args.push('--steps', String(steps), '--freezes', String(freeze), '--nc', String(syntheticNc));
+  args.push('--threads', String(native().getThreads()));
+  const r = spawnSync(arg('python', 'python3'), args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`torch-step.py (freeze ${freeze}) failed:\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as TorchRow;
 }
 
 /**
@@ -214,6 +243,8 @@ function runTraining(
   const keys = amps.flatMap((amp) => freezes.map((freeze) => ({ amp, freeze })));
   const runs = new Map<string, ChildResult[]>(keys.map((k) => [`${k.amp}/${k.freeze}`, []]));
   const passed = ['channels-last', 'fused-bn', 'device', 'workers', 'cudnn-benchmark'];
+  const torch = arg('torch-baseline', '0') === '1';
+  const torchRuns = new Map<number, TorchRow[]>(freezes.map((f) => [f, []]));
   for (let round = 0; round < repeat; round++) {
     for (const { amp, freeze } of keys) {
       const args = ['--child', '--cfg', cfg, '--img', String(imgsz), '--batch', String(batch)];
@@ -231,13 +262,19 @@ function runTraining(
       const row = JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult;
       runs.get(`${amp}/${freeze}`)!.push(row);
     }
+    if (torch)
+      for (const f of freezes) torchRuns.get(f)!.push(runTorchStep(cfg, imgsz, batch, steps, f));
   }
   const rows = [...runs.values()].map((each) => {
     const all = [...each].sort((a, b) => a.msPerStep - b.msPerStep);
     const row = all[Math.floor((all.length - 1) / 2)]!;
     return { ...row, repeatsMsPerStep: each.map((r) => r.msPerStep) };
   });
-  return { cfg, imgsz, batch, rows };
+  const pytorch = [...torchRuns.values()].map((each) => {
+    const row = [...each].sort((a, b) => a.msPerStep - b.msPerStep)[(each.length - 1) >> 1]!;
+    return { ...row, repeatsMsPerStep: each.map((r) => r.msPerStep) };
+  });
+  return { cfg, imgsz, batch, rows, ...(torch ? { pytorch } : {}) };
 }
 
 /** Detect latency (batch 1) with and without Conv+BN fusion, from scripts/bench-detect. */
@@ -292,12 +329,35 @@ function printConfig(c: ConfigResult, matmul: number, threads: number): void {
       `\nloader: ${base.loaderImagesPerSecondPerWorker.toFixed(1)} images/s per worker (mosaic, ${c.imgsz} px) vs ${step.toFixed(1)} images/s consumed by the --freeze 0 step`,
     );
   }
+  if (c.pytorch) printTorchBaseline(c);
   if (c.detect) {
     const d = c.detect;
     console.log(
       `detect (batch 1, 640x480 input): ${d.unfusedMs.toFixed(1)} ms/image unfused, ${d.fusedMs.toFixed(1)} ms fused (${d.ratio.toFixed(2)}x)`,
     );
   }
+}
+
+/** yolo5's fp32 rows beside the PyTorch-eager baseline: speedup = PyTorch ms / yolo5 ms. */
+function printTorchBaseline(c: ConfigResult): void {
+  console.log(
+    `\nPyTorch eager (${c.pytorch![0]!.torch}, scripts/torch-step.py, synthetic batches), fp32:\n`,
+  );
+  console.log(
+    '| freeze | yolo5 ms/step | PyTorch ms/step | speedup | yolo5 RSS MB | PyTorch RSS MB |',
+  );
+  console.log('| ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const t of c.pytorch!) {
+    const y = c.rows.find((r) => r.freeze === t.freeze && r.amp === 'off');
+    if (!y) continue;
+    console.log(
+      `| ${t.freeze} | ${y.msPerStep.toFixed(0)} | ${t.msPerStep.toFixed(0)} | ${(t.msPerStep / y.msPerStep).toFixed(2)} | ${y.peakRssMB.toFixed(0)} | ${t.peakRssMB.toFixed(0)} |`,
+    );
+  }
+  const each = c.pytorch!.map(
+    (t) => `--freeze ${t.freeze}: ${t.repeatsMsPerStep!.map((m) => m.toFixed(0)).join(', ')}`,
+  );
+  console.log(`\nPyTorch ms/step of each repeat: ${each.join('; ')}`);
 }
 
 async function main(): Promise<void> {
@@ -308,7 +368,7 @@ async function main(): Promise<void> {
   );
   const freezes = arg('freezes', '0,10,24').split(',').map(Number);
   const detectRuns = Number(arg('detect-runs', '5'));
-  await ensureSyntheticDataset();
+  syntheticNc = readDataConfig(await ensureSyntheticDataset()).nc;
   const addon = native();
   // The best of a few tries: on a shared machine one try can land on a busy moment.
   let matmul = 0;

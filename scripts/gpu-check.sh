@@ -84,6 +84,11 @@ if [ "$DRY" = 0 ]; then
   # A pip torch ships its CUDA libraries beside it: let the loader find them for the tests too.
   TORCH_LIB=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
   export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # A build/ copied along remembers its LibTorch in the CMake cache: start it afresh for this one.
+  if [ -f build/CMakeCache.txt ] && ! grep -qxF "Torch_DIR:PATH=$Torch_DIR" build/CMakeCache.txt; then
+    say "build/ was configured for another LibTorch: building afresh"
+    rm -rf build
+  fi
 fi
 
 # --- 3. Build -----------------------------------------------------------------------------------
