@@ -24,6 +24,7 @@ import {
 } from '../lib/native/addon';
 import { cpuHasBf16, resolveAmp } from '../lib/native/amp';
 import { detect } from '../lib/predict/detect';
+import { ampSelfCheck } from '../lib/train/amp';
 import { fixture, golden, readBin, relMaxDiff, runCli, tempDir } from './helpers';
 
 const g = golden();
@@ -267,6 +268,32 @@ test('loss scaling: 2^16 changes no weight; an overflowing scale skips steps and
   assert.ok(over.losses.every(Number.isFinite));
   const w = over.state.find((t) => t.name === 'model.0.conv.weight')!.data as Float32Array;
   assert.ok(w.every(Number.isFinite), 'a skipped step must not reach the weights');
+});
+
+test('the AMP self-check: passes within the reference 0.1, fails (with the fallback warning) beyond a tighter bound', async () => {
+  const model = await loadModel({ weights });
+  const ema = await model.clone();
+  const trainer = new (native().NativeTrainer)(
+    model.nativeHandle(),
+    ema.nativeHandle(),
+    await samples(),
+    trainerOptions('bf16', 0),
+  );
+  const lines: string[] = [];
+  try {
+    assert.equal(await ampSelfCheck(model, trainer, 'bf16', (l) => lines.push(l)), true);
+    assert.match(lines[0]!, /^AMP: checks passed \(bf16: boxes within \S+ of fp32, xywhn\)$/);
+    // bf16 is never bit-equal to fp32: a zero tolerance fails and names the fallback.
+    assert.equal(await ampSelfCheck(model, trainer, 'bf16', (l) => lines.push(l), 0), false);
+    assert.match(
+      lines[1]!,
+      /^WARNING: AMP checks failed \(bf16: boxes differ from fp32 by up to [\d.]+ xywhn, over 0\): training in fp32$/,
+    );
+    // fp32 against itself agrees exactly.
+    assert.equal(await ampSelfCheck(model, trainer, 'off', () => {}, 0), true);
+  } finally {
+    trainer.dispose();
+  }
 });
 
 test('train({ amp: "bf16" }): the self-check passes, opt.yaml records amp; fp16 on the CPU is refused', async () => {

@@ -75,6 +75,10 @@ void Trainer::begin_epoch(int64_t epoch) {
   for (size_t g = 0; g < kParamGroups; ++g) optimizer_->set(g, lr, schedule_.momentum());
   device_ = model_->detect().anchors.device();
   set_train_mode();
+  prepare_scaler();
+}
+
+void Trainer::prepare_scaler() {
   skipped_steps_ = 0;
   // The scale carries over from epoch to epoch; a new device (model moved) starts a new scaler.
   if (opts_.loss_scale > 0 && (!scaler_ || scaler_device_ != device_)) {

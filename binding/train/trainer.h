@@ -119,6 +119,8 @@ class Trainer {
   void backward(const LossOutput& loss);
   // Clip, step, zero the gradients and update the EMA once `accumulate` iterations passed.
   bool maybe_step(int64_t ni, int accumulate);
+  // With loss scaling (fp16): a scaler on the model's device, this epoch's skipped steps at 0.
+  void prepare_scaler();
   // With loss scaling: unscales the gradients; false when the step must be skipped (inf/NaN).
   bool unscale_gradients();
   void set_train_mode();

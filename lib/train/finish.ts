@@ -61,6 +61,7 @@ export async function finishTraining(
         imgsz: t.opts.imgsz,
         batch: t.opts.batch * 2,
         singleCls: t.opts.singleCls,
+        amp: t.amp, // the precision training ran (and validated) in
         ...t.report.valPlots(),
         log,
       });
