@@ -270,6 +270,34 @@ test('loss scaling: 2^16 changes no weight; an overflowing scale skips steps and
   assert.ok(w.every(Number.isFinite), 'a skipped step must not reach the weights');
 });
 
+test('the loss scaler on CPU tensors: unscale, inf/NaN found, backoff 0.5, growth 2 after `interval` good steps', () => {
+  const o = { initScale: 65536, growth: 2, backoff: 0.5, interval: 3 };
+  const a = native().gradScalerTrace(
+    o,
+    [Float32Array.of(65536, -131072, 0), Float32Array.of(32768)],
+    [],
+  );
+  assert.equal(a.finite, true);
+  assert.deepEqual(
+    a.unscaled.map((g) => [...g]),
+    [[1, -2, 0], [0.5]],
+  );
+  for (const bad of [Infinity, NaN]) {
+    assert.equal(native().gradScalerTrace(o, [Float32Array.of(1, bad)], []).finite, false);
+  }
+  // Good, good, good (grow), bad (halve, tracker reset), good ×3 (grow).
+  const flags = [false, false, false, true, false, false, false];
+  const { scales } = native().gradScalerTrace(o, [], flags);
+  assert.deepEqual(scales, [65536, 65536, 131072, 65536, 65536, 65536, 131072]);
+  // The scale never grows past float32's range.
+  const top = native().gradScalerTrace(
+    { ...o, initScale: 2 ** 127, interval: 1 },
+    [],
+    [false, false],
+  );
+  assert.deepEqual(top.scales, [2 ** 127, 2 ** 127]);
+});
+
 test('the AMP self-check: passes within the reference 0.1, fails (with the fallback warning) beyond a tighter bound', async () => {
   const model = await loadModel({ weights });
   const ema = await model.clone();

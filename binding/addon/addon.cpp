@@ -26,6 +26,7 @@
 #include "data/jpeg.h"
 #include "kernels/bn_act.h"
 #include "model/amp.h"
+#include "train/scaler.h"
 
 namespace yolo5 {
 namespace {
@@ -100,6 +101,47 @@ Napi::Value CudnnBenchmark(const Napi::CallbackInfo& info) {
     at::globalContext().setBenchmarkCuDNN(info[0].As<Napi::Boolean>().Value());
   }
   return Napi::Boolean::New(info.Env(), at::globalContext().benchmarkCuDNN());
+}
+
+// gradScalerTrace({ initScale, growth, backoff, interval }, grads: Float32Array[], foundInf:
+// boolean[])
+//   → { finite, unscaled: Float32Array[], scales: number[] }: the fp16 loss scaler on CPU tensors
+// (for tests): `grads` unscaled as before an optimizer step, then one scale update per flag.
+Napi::Value GradScalerTrace(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() != 3 || !info[1].IsArray() || !info[2].IsArray())
+    throw Napi::TypeError::New(env, "gradScalerTrace(options, grads, foundInf)");
+  Fields o(info[0], "gradScalerTrace options");
+  GradScalerOptions so;
+  so.init_scale = o.number("initScale");
+  so.growth = o.number("growth");
+  so.backoff = o.number("backoff");
+  so.interval = static_cast<int64_t>(o.number("interval"));
+  GradScaler scaler(so, torch::kCPU);
+  std::vector<torch::Tensor> params;
+  auto grads = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < grads.Length(); ++i) {
+    auto h = to_host_array(grads.Get(i), "grads[i]");
+    if (h.dtype != c10::kFloat) throw Napi::TypeError::New(env, "grads[i] must be a Float32Array");
+    const auto n = static_cast<int64_t>(h.length);
+    auto p = torch::zeros({n});
+    p.mutable_grad() = torch::from_blob(h.data, {n}, torch::kFloat).clone();
+    params.push_back(p);
+  }
+  auto result = Napi::Object::New(env);
+  result.Set("finite", scaler.unscale(params));
+  auto unscaled = Napi::Array::New(env, params.size());
+  for (uint32_t i = 0; i < params.size(); ++i)
+    unscaled.Set(i, to_typed_array(env, params[i].grad()));
+  result.Set("unscaled", unscaled);
+  auto flags = info[2].As<Napi::Array>();
+  auto scales = Napi::Array::New(env, flags.Length());
+  for (uint32_t i = 0; i < flags.Length(); ++i) {
+    scaler.update(flags.Get(i).ToBoolean().Value());
+    scales.Set(i, scaler.scale_value());
+  }
+  result.Set("scales", scales);
+  return result;
 }
 
 // fusedBatchNorm([enabled]) → whether Conv blocks use the fused BatchNorm + SiLU CPU kernel.
@@ -234,6 +276,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuFeatures", Napi::Function::New<CpuFeaturesOf>(env, "cpuFeatures"));
   exports.Set("cudaMemory", Napi::Function::New<CudaMemory>(env, "cudaMemory"));
   exports.Set("cudnnBenchmark", Napi::Function::New<CudnnBenchmark>(env, "cudnnBenchmark"));
+  exports.Set("gradScalerTrace", Napi::Function::New<GradScalerTrace>(env, "gradScalerTrace"));
   exports.Set("fusedBatchNorm", Napi::Function::New<FusedBatchNorm>(env, "fusedBatchNorm"));
   exports.Set("setJpegLibrary", Napi::Function::New<SetJpegLibrary>(env, "setJpegLibrary"));
   exports.Set("matmulGflops", Napi::Function::New<MatmulGflops>(env, "matmulGflops"));

@@ -328,6 +328,15 @@ export interface NativeAddon {
     device: number,
     resetPeak?: boolean,
   ): { allocated: number; peak: number; reserved: number };
+  /**
+   * The fp16 loss scaler on CPU tensors (tests): `grads` unscaled from `initScale` (finite: no
+   * inf/NaN), then the scale after each update with the given found-inf flags.
+   */
+  gradScalerTrace(
+    options: { initScale: number; growth: number; backoff: number; interval: number },
+    grads: Float32Array[],
+    foundInf: boolean[],
+  ): { finite: boolean; unscaled: Float32Array[]; scales: number[] };
   /** cuDNN benchmark mode (sets it when given), as torch.backends.cudnn.benchmark. */
   cudnnBenchmark(enabled?: boolean): boolean;
   /** bf16 arithmetic in this CPU (cpuid, with the OS's register state): `bf16` = either. */
