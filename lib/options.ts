@@ -15,6 +15,12 @@ export const CACHE_MODES = ['ram'] as const;
 export const EVOLVE_PARENTS = ['single', 'weighted'] as const;
 export type EvolveParent = (typeof EVOLVE_PARENTS)[number];
 export const VAL_TASKS = ['val', 'test', 'train'] as const;
+/**
+ * `--amp`: auto (fp16 with loss scaling on CUDA; bf16 on a CPU with bf16 hardware, avx512_bf16
+ * or AMX; else fp32), or bf16, fp16 (CUDA only), off.
+ */
+export const AMP_MODES = ['auto', 'bf16', 'fp16', 'off'] as const;
+export type AmpMode = (typeof AMP_MODES)[number];
 
 const cores = Math.max(1, os.availableParallelism());
 
@@ -48,6 +54,10 @@ export const TRAIN_DEFAULTS = {
   distTimeout: 1800,
   /** NHWC memory order for the step: faster convolutions on CPU, the same numbers. */
   channelsLast: true,
+  /** Mixed precision (see AMP_MODES); val and detect take the same default. */
+  amp: 'auto' as AmpMode,
+  /** fp16 training's first loss scale (PyTorch GradScaler's 2^16; it adapts from there). */
+  lossScale: 65536,
   seed: 0,
   singleCls: false,
   closeMosaic: 0,

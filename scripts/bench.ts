@@ -14,13 +14,25 @@
  *            --nproc N: each configuration as N data-parallel ranks on loopback (Gloo), the threads
  *            split among them, the batch global; adds the gradient bytes each step all-reduced
  *            (→ bench/results-cpu-nproc{N}.json)
+ *            --amp 0|1|0,1 (mixed precision: bf16 on the CPU, fp16 with loss scaling on CUDA; a list
+ *            runs each beside the other, ratios against the first)  --device cpu|0  --workers N
+ *            --cudnn-benchmark 1|0 (CUDA: default 1)
+ *            --torch-baseline 1 (also time scripts/torch-step.py, our PyTorch-eager fp32 step, in
+ *            each round; --python python3)
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadModel } from '../lib/model/load';
-import { native, type NativeBatchProgress, type NativeStepTimes } from '../lib/native/addon';
+import {
+  native,
+  type NativeAmp,
+  type NativeBatchProgress,
+  type NativeStepTimes,
+} from '../lib/native/addon';
+import { parseDevice } from '../lib/native/device';
+import { TRAIN_DEFAULTS } from '../lib/options';
 import { readHyp } from '../lib/config/hyp';
 import { ensureSyntheticDataset } from '../lib/data/synthetic';
 import { readDataConfig } from '../lib/config/data';
@@ -41,6 +53,11 @@ function median(xs: number[]): number {
 
 interface ChildResult {
   freeze: number;
+  /** The precision the step ran in ('off': fp32). */
+  amp: NativeAmp;
+  device: string;
+  /** CUDA: torch.cuda.max_memory_allocated over the run, in MB. */
+  cudaPeakMB?: number;
   msPerStep: number;
   cpuMsPerStep: number;
   imagesPerSecond: number;
@@ -77,13 +94,16 @@ async function child(): Promise<void> {
   const batch = Number(arg('batch', '16'));
   const steps = Number(arg('steps', '12'));
   const freeze = Number(arg('freeze', '0'));
+  const device = parseDevice(arg('device', 'cpu'));
+  const amp: NativeAmp = arg('amp', '0') !== '1' ? 'off' : device === 'cpu' ? 'bf16' : 'fp16';
   native().fusedBatchNorm(arg('fused-bn', '1') === '1');
   const dist = distributedFromEnv();
   if (dist) native().setThreads(Number(arg('threads', '1')));
+  if (device !== 'cpu') native().cudnnBenchmark(arg('cudnn-benchmark', '1') === '1');
   const data = readDataConfig(await ensureSyntheticDataset());
   // With N ranks each gets 1/N of these: the same steps + 2 batches of batch / N images.
   const items = (await loadSplit(data, 'train', () => {})).slice(0, batch * (steps + 2));
-  const model = await loadModel({ cfg, nc: data.nc });
+  const model = await loadModel({ cfg, nc: data.nc, device });
   if (freeze > 0) model.freeze(freeze);
   const info = model.info();
   const hyp = readHyp(undefined);
@@ -108,7 +128,7 @@ async function child(): Promise<void> {
       augment: true,
       rect: false,
       cache: true,
-      workers: Math.max(1, Math.min(2, os.availableParallelism())),
+      workers: Number(arg('workers', String(Math.max(1, Math.min(2, os.availableParallelism()))))),
       seed: 0,
       epochs: 100,
       nbs: 64,
@@ -117,6 +137,8 @@ async function child(): Promise<void> {
       freezeBn: false,
       channelsLast: arg('channels-last', '1') === '1',
       multiScale: false,
+      amp,
+      lossScale: amp === 'fp16' ? TRAIN_DEFAULTS.lossScale : 0,
       hyp: hyp as unknown as Record<string, number>,
       ...(group ? { distributed: { group, syncBn: false } } : {}),
       loss: {
@@ -151,6 +173,11 @@ async function child(): Promise<void> {
   const phase = (k: keyof NativeStepTimes): number => ((last[k] - first[k]) * 1000) / n;
   const out: ChildResult = {
     freeze,
+    amp,
+    device,
+    ...(device === 'cpu'
+      ? {}
+      : { cudaPeakMB: native().cudaMemory(Number(device.slice(5))).peak / 2 ** 20 }),
     msPerStep: ms,
     cpuMsPerStep,
     imagesPerSecond: (batch * 1000) / ms,
@@ -193,12 +220,39 @@ interface ConfigResult {
   batch: number;
   rows: ChildResult[];
   detect?: DetectLatency;
+  /** --torch-baseline 1: scripts/torch-step.py's fp32 step (PyTorch eager), interleaved. */
+  pytorch?: TorchRow[];
+}
+
+interface TorchRow {
+  impl: string;
+  torch: string;
+  freeze: number;
+  msPerStep: number;
+  peakRssMB: number;
+  trainable: number;
+  repeatsMsPerStep?: number[];
+}
+
+/** The synthetic set's class count (the baseline builds its Detect layer for it). */
+let syntheticNc = 5;
+
+/** One freeze level of the PyTorch-eager baseline in its own Python process (synthetic batches). */
+function runTorchStep(cfg: string, imgsz: number, batch: number, steps: number, freeze: number) {
+  const script = path.join(__dirname, '..', '..', 'scripts', 'torch-step.py');
+  const yaml = path.join(__dirname, '..', '..', 'models', `${cfg}.yaml`);
+  const args = [script, '--cfg', yaml, '--img', String(imgsz), '--batch', String(batch)];
+  args.push('--steps', String(steps), '--freezes', String(freeze), '--nc', String(syntheticNc));
+  args.push('--threads', String(native().getThreads()));
+  const r = spawnSync(arg('python', 'python3'), args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`torch-step.py (freeze ${freeze}) failed:\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as TorchRow;
 }
 
 /**
- * --freeze 0/10/24 training steps of one configuration, each in its own process, `repeat` rounds
- * interleaved (0, 10, 24, 0, 10, 24, …) so that a busy moment of a shared machine does not land on
- * one configuration only; each row is the repeat with the median ms/step.
+ * --freeze 0/10/24 training steps of one configuration (each --amp mode given), each in its own
+ * process, `repeat` rounds interleaved (0, 10, 24, 0, 10, 24, …) so that a busy moment of a shared
+ * machine does not land on one configuration only; each row is the repeat with the median ms/step.
  */
 async function runTraining(
   cfg: string,
@@ -209,30 +263,45 @@ async function runTraining(
   repeat: number,
   nproc: number,
 ): Promise<ConfigResult> {
-  const runs = new Map<number, ChildResult[]>(freezes.map((f) => [f, []]));
+  const amps = arg('amp', '0').split(',');
+  const keys = amps.flatMap((amp) => freezes.map((freeze) => ({ amp, freeze })));
+  const runs = new Map<string, ChildResult[]>(keys.map((k) => [`${k.amp}/${k.freeze}`, []]));
+  const passed = ['channels-last', 'fused-bn', 'device', 'workers', 'cudnn-benchmark'];
+  const torch = arg('torch-baseline', '0') === '1';
+  const torchRuns = new Map<number, TorchRow[]>(freezes.map((f) => [f, []]));
   for (let round = 0; round < repeat; round++) {
-    for (const freeze of freezes) {
+    for (const { amp, freeze } of keys) {
       const args = ['--child', '--cfg', cfg, '--img', String(imgsz), '--batch', String(batch)];
-      args.push('--steps', String(steps), '--freeze', String(freeze));
-      args.push('--channels-last', arg('channels-last', '1'), '--fused-bn', arg('fused-bn', '1'));
+      args.push('--steps', String(steps), '--freeze', String(freeze), '--amp', amp);
+      for (const name of passed) {
+        const i = process.argv.indexOf(`--${name}`);
+        if (i >= 0) args.push(`--${name}`, process.argv[i + 1]!);
+      }
       const r =
         nproc > 1
           ? await runRanks(args, nproc)
           : spawnSync(process.execPath, [__filename, ...args], { encoding: 'utf8' });
       if (r.status !== 0) {
         throw new Error(
-          `bench child (${cfg} ${imgsz} b${batch} freeze ${freeze}) failed:\n${r.stderr}`,
+          `bench child (${cfg} ${imgsz} b${batch} freeze ${freeze} amp ${amp}) failed:\n${r.stderr}`,
         );
       }
-      runs.get(freeze)!.push(JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult);
+      const row = JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult;
+      runs.get(`${amp}/${freeze}`)!.push(row);
     }
+    if (torch)
+      for (const f of freezes) torchRuns.get(f)!.push(runTorchStep(cfg, imgsz, batch, steps, f));
   }
-  const rows = freezes.map((f) => {
-    const all = [...runs.get(f)!].sort((a, b) => a.msPerStep - b.msPerStep);
+  const rows = [...runs.values()].map((each) => {
+    const all = [...each].sort((a, b) => a.msPerStep - b.msPerStep);
     const row = all[Math.floor((all.length - 1) / 2)]!;
-    return { ...row, repeatsMsPerStep: runs.get(f)!.map((r) => r.msPerStep) };
+    return { ...row, repeatsMsPerStep: each.map((r) => r.msPerStep) };
   });
-  return { cfg, imgsz, batch, rows };
+  const pytorch = [...torchRuns.values()].map((each) => {
+    const row = [...each].sort((a, b) => a.msPerStep - b.msPerStep)[(each.length - 1) >> 1]!;
+    return { ...row, repeatsMsPerStep: each.map((r) => r.msPerStep) };
+  });
+  return { cfg, imgsz, batch, rows, ...(torch ? { pytorch } : {}) };
 }
 
 /** One configuration as `nproc` ranks (torchrun's variables, a free loopback port); rank 0's result. */
@@ -288,18 +357,21 @@ function printConfig(c: ConfigResult, matmul: number, threads: number): void {
     : `${threads} threads`;
   console.log(`\n### ${c.cfg} at ${c.imgsz} px, batch ${c.batch} (${how})\n`);
   console.log(
-    '| freeze | trainable params | ms/step | CPU ms/step | images/s | step ratio | peak RSS MB | RSS ratio | achieved GFLOP/s | of matmul |',
+    '| freeze | amp | trainable params | ms/step | CPU ms/step | images/s | step ratio | peak RSS MB | RSS ratio | CUDA peak MB | achieved GFLOP/s | of matmul |',
   );
-  console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log(
+    '| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  );
   for (const r of c.rows) {
     const achieved = r.stepGflop / (r.msPerStep / 1000);
     console.log(
-      `| ${r.freeze} | ${r.trainable.toLocaleString('en-US')} | ${r.msPerStep.toFixed(0)} | ${r.cpuMsPerStep.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${(r.msPerStep / base.msPerStep).toFixed(2)} | ${r.peakRssMB.toFixed(0)} | ${(r.peakRssMB / base.peakRssMB).toFixed(2)} | ${achieved.toFixed(1)} | ${((100 * achieved) / matmul).toFixed(0)}% |`,
+      `| ${r.freeze} | ${r.amp} | ${r.trainable.toLocaleString('en-US')} | ${r.msPerStep.toFixed(0)} | ${r.cpuMsPerStep.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${(r.msPerStep / base.msPerStep).toFixed(2)} | ${r.peakRssMB.toFixed(0)} | ${(r.peakRssMB / base.peakRssMB).toFixed(2)} | ${r.cudaPeakMB?.toFixed(0) ?? '–'} | ${achieved.toFixed(1)} | ${((100 * achieved) / matmul).toFixed(0)}% |`,
     );
   }
   if (c.rows.some((r) => (r.repeatsMsPerStep?.length ?? 0) > 1)) {
     const each = c.rows.map(
-      (r) => `--freeze ${r.freeze}: ${r.repeatsMsPerStep!.map((m) => m.toFixed(0)).join(', ')}`,
+      (r) =>
+        `--freeze ${r.freeze} (${r.amp}): ${r.repeatsMsPerStep!.map((m) => m.toFixed(0)).join(', ')}`,
     );
     console.log(
       `\nms/step of each interleaved repeat (the rows are the medians): ${each.join('; ')}`,
@@ -308,14 +380,14 @@ function printConfig(c: ConfigResult, matmul: number, threads: number): void {
   console.log('');
   const dist = c.rows[0]!.nproc !== undefined;
   console.log(
-    `| freeze | data wait ms | forward+loss ms | backward ms | optimizer+EMA ms |${dist ? ' gradient bytes/step |' : ''}`,
+    `| freeze | amp | data wait ms | forward+loss ms | backward ms | optimizer+EMA ms |${dist ? ' gradient bytes/step |' : ''}`,
   );
-  console.log(`| ---: | ---: | ---: | ---: | ---: |${dist ? ' ---: |' : ''}`);
+  console.log(`| ---: | --- | ---: | ---: | ---: | ---: |${dist ? ' ---: |' : ''}`);
   for (const r of c.rows) {
     const p = r.phasesMs;
     const bytes = dist ? ` ${r.gradientBytesPerStep!.toLocaleString('en-US')} |` : '';
     console.log(
-      `| ${r.freeze} | ${p.data.toFixed(1)} | ${p.forward.toFixed(1)} | ${p.backward.toFixed(1)} | ${p.optimizer.toFixed(1)} |${bytes}`,
+      `| ${r.freeze} | ${r.amp} | ${p.data.toFixed(1)} | ${p.forward.toFixed(1)} | ${p.backward.toFixed(1)} | ${p.optimizer.toFixed(1)} |${bytes}`,
     );
   }
   if (base.loaderImagesPerSecondPerWorker !== undefined) {
@@ -324,12 +396,35 @@ function printConfig(c: ConfigResult, matmul: number, threads: number): void {
       `\nloader: ${base.loaderImagesPerSecondPerWorker.toFixed(1)} images/s per worker (mosaic, ${c.imgsz} px) vs ${step.toFixed(1)} images/s consumed by the --freeze 0 step`,
     );
   }
+  if (c.pytorch) printTorchBaseline(c);
   if (c.detect) {
     const d = c.detect;
     console.log(
       `detect (batch 1, 640x480 input): ${d.unfusedMs.toFixed(1)} ms/image unfused, ${d.fusedMs.toFixed(1)} ms fused (${d.ratio.toFixed(2)}x)`,
     );
   }
+}
+
+/** yolo5's fp32 rows beside the PyTorch-eager baseline: speedup = PyTorch ms / yolo5 ms. */
+function printTorchBaseline(c: ConfigResult): void {
+  console.log(
+    `\nPyTorch eager (${c.pytorch![0]!.torch}, scripts/torch-step.py, synthetic batches), fp32:\n`,
+  );
+  console.log(
+    '| freeze | yolo5 ms/step | PyTorch ms/step | speedup | yolo5 RSS MB | PyTorch RSS MB |',
+  );
+  console.log('| ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const t of c.pytorch!) {
+    const y = c.rows.find((r) => r.freeze === t.freeze && r.amp === 'off');
+    if (!y) continue;
+    console.log(
+      `| ${t.freeze} | ${y.msPerStep.toFixed(0)} | ${t.msPerStep.toFixed(0)} | ${(t.msPerStep / y.msPerStep).toFixed(2)} | ${y.peakRssMB.toFixed(0)} | ${t.peakRssMB.toFixed(0)} |`,
+    );
+  }
+  const each = c.pytorch!.map(
+    (t) => `--freeze ${t.freeze}: ${t.repeatsMsPerStep!.map((m) => m.toFixed(0)).join(', ')}`,
+  );
+  console.log(`\nPyTorch ms/step of each repeat: ${each.join('; ')}`);
 }
 
 async function main(): Promise<void> {
@@ -348,7 +443,7 @@ async function main(): Promise<void> {
   );
   const freezes = arg('freezes', '0,10,24').split(',').map(Number);
   const detectRuns = Number(arg('detect-runs', '5'));
-  await ensureSyntheticDataset();
+  syntheticNc = readDataConfig(await ensureSyntheticDataset()).nc;
   const addon = native();
   // The best of a few tries: on a shared machine one try can land on a busy moment.
   let matmul = 0;

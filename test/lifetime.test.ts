@@ -52,6 +52,8 @@ function options(): NativeTrainerOptions {
     freezeBn: false,
     channelsLast: false,
     multiScale: false,
+    amp: 'off',
+    lossScale: 0,
     hyp: hyp as unknown as Record<string, number>,
     loss: {
       box: hyp.box,

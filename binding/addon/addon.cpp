@@ -16,12 +16,18 @@
 #include <omp.h>
 #endif
 
+#ifdef YOLO5_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 #include "addon/convert.h"
 #include "addon/dist_wrap.h"
 #include "addon/model_wrap.h"
 #include "addon/worker.h"
 #include "data/jpeg.h"
 #include "kernels/bn_act.h"
+#include "model/amp.h"
+#include "train/scaler.h"
 
 namespace yolo5 {
 namespace {
@@ -48,6 +54,95 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   omp_set_num_threads(n);
 #endif
   return info.Env().Undefined();
+}
+
+// cpuFeatures() → { avx512f, avx512bf16, amxbf16, bf16 }: what the CPU (and the OS) offer for
+// bfloat16 arithmetic, from cpuid; `--amp auto` turns bf16 on only where `bf16` is true.
+Napi::Value CpuFeaturesOf(const Napi::CallbackInfo& info) {
+  const auto f = cpu_features();
+  auto o = Napi::Object::New(info.Env());
+  o.Set("avx512f", f.avx512f);
+  o.Set("avx512bf16", f.avx512_bf16);
+  o.Set("amxbf16", f.amx_bf16);
+  o.Set("bf16", f.bf16());
+  return o;
+}
+
+// cudaMemory(device, reset?) → { allocated, peak, reserved } bytes of the CUDA caching allocator
+// on that device (peak = torch.cuda.max_memory_allocated); reset: start a new peak. Without a
+// CUDA LibTorch: an Error.
+Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber())
+    throw Napi::TypeError::New(env, "cudaMemory(device: number, reset?: boolean)");
+#ifdef YOLO5_WITH_CUDA
+  const int device = info[0].As<Napi::Number>().Int32Value();
+  TORCH_CHECK(device >= 0 && device < static_cast<int>(torch::cuda::device_count()),
+              "cudaMemory: no CUDA device ", device);
+  namespace alloc = c10::cuda::CUDACachingAllocator;
+  const auto stats = alloc::getDeviceStats(device);
+  auto o = Napi::Object::New(env);
+  // Index 0 of each statistic is the aggregate over pool kinds (StatType::AGGREGATE).
+  o.Set("allocated", static_cast<double>(stats.allocated_bytes[0].current));
+  o.Set("peak", static_cast<double>(stats.allocated_bytes[0].peak));
+  o.Set("reserved", static_cast<double>(stats.reserved_bytes[0].current));
+  if (info.Length() > 1 && info[1].ToBoolean().Value()) alloc::resetPeakStats(device);
+  return o;
+#else
+  throw Napi::Error::New(env, "cudaMemory: this addon was built against a CPU LibTorch");
+#endif
+}
+
+// cudnnBenchmark([enabled]) → cuDNN's benchmark mode (each convolution shape picks its fastest
+// algorithm on first use), as torch.backends.cudnn.benchmark.
+Napi::Value CudnnBenchmark(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0) {
+    if (!info[0].IsBoolean())
+      throw Napi::TypeError::New(info.Env(), "cudnnBenchmark([enabled]): a boolean");
+    at::globalContext().setBenchmarkCuDNN(info[0].As<Napi::Boolean>().Value());
+  }
+  return Napi::Boolean::New(info.Env(), at::globalContext().benchmarkCuDNN());
+}
+
+// gradScalerTrace({ initScale, growth, backoff, interval }, grads: Float32Array[], foundInf:
+// boolean[])
+//   → { finite, unscaled: Float32Array[], scales: number[] }: the fp16 loss scaler on CPU tensors
+// (for tests): `grads` unscaled as before an optimizer step, then one scale update per flag.
+Napi::Value GradScalerTrace(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() != 3 || !info[1].IsArray() || !info[2].IsArray())
+    throw Napi::TypeError::New(env, "gradScalerTrace(options, grads, foundInf)");
+  Fields o(info[0], "gradScalerTrace options");
+  GradScalerOptions so;
+  so.init_scale = o.number("initScale");
+  so.growth = o.number("growth");
+  so.backoff = o.number("backoff");
+  so.interval = static_cast<int64_t>(o.number("interval"));
+  GradScaler scaler(so, torch::kCPU);
+  std::vector<torch::Tensor> params;
+  auto grads = info[1].As<Napi::Array>();
+  for (uint32_t i = 0; i < grads.Length(); ++i) {
+    auto h = to_host_array(grads.Get(i), "grads[i]");
+    if (h.dtype != c10::kFloat) throw Napi::TypeError::New(env, "grads[i] must be a Float32Array");
+    const auto n = static_cast<int64_t>(h.length);
+    auto p = torch::zeros({n});
+    p.mutable_grad() = torch::from_blob(h.data, {n}, torch::kFloat).clone();
+    params.push_back(p);
+  }
+  auto result = Napi::Object::New(env);
+  result.Set("finite", scaler.unscale(params));
+  auto unscaled = Napi::Array::New(env, params.size());
+  for (uint32_t i = 0; i < params.size(); ++i)
+    unscaled.Set(i, to_typed_array(env, params[i].grad()));
+  result.Set("unscaled", unscaled);
+  auto flags = info[2].As<Napi::Array>();
+  auto scales = Napi::Array::New(env, flags.Length());
+  for (uint32_t i = 0; i < flags.Length(); ++i) {
+    scaler.update(flags.Get(i).ToBoolean().Value());
+    scales.Set(i, scaler.scale_value());
+  }
+  result.Set("scales", scales);
+  return result;
 }
 
 // fusedBatchNorm([enabled]) → whether Conv blocks use the fused BatchNorm + SiLU CPU kernel.
@@ -189,6 +284,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaInfo", Napi::Function::New<CudaInfo>(env, "cudaInfo"));
   exports.Set("getThreads", Napi::Function::New<GetThreads>(env, "getThreads"));
   exports.Set("setThreads", Napi::Function::New<SetThreads>(env, "setThreads"));
+  exports.Set("cpuFeatures", Napi::Function::New<CpuFeaturesOf>(env, "cpuFeatures"));
+  exports.Set("cudaMemory", Napi::Function::New<CudaMemory>(env, "cudaMemory"));
+  exports.Set("cudnnBenchmark", Napi::Function::New<CudnnBenchmark>(env, "cudnnBenchmark"));
+  exports.Set("gradScalerTrace", Napi::Function::New<GradScalerTrace>(env, "gradScalerTrace"));
   exports.Set("fusedBatchNorm", Napi::Function::New<FusedBatchNorm>(env, "fusedBatchNorm"));
   exports.Set("setJpegLibrary", Napi::Function::New<SetJpegLibrary>(env, "setJpegLibrary"));
   exports.Set("matmulGflops", Napi::Function::New<MatmulGflops>(env, "matmulGflops"));

@@ -207,6 +207,15 @@ void to_distributed(const Fields& d, TrainerConfig& c) {
 
 }  // namespace
 
+AmpMode to_amp_mode(const Fields& o) {
+  const auto name = o.string("amp");
+  try {
+    return amp_mode(name);
+  } catch (const std::invalid_argument& e) {
+    throw Napi::RangeError::New(o.value("amp").Env(), o.path("amp") + ": " + e.what());
+  }
+}
+
 TrainerConfig to_trainer_config(const Napi::Value& options) {
   Fields o(options, "NativeTrainer options");
   TrainerConfig c;
@@ -232,6 +241,12 @@ TrainerConfig to_trainer_config(const Napi::Value& options) {
   to.freeze_bn = o.boolean("freezeBn");
   to.channels_last = o.boolean("channelsLast");
   to.multi_scale = o.boolean("multiScale");
+  to.amp = to_amp_mode(o);
+  to.loss_scale = o.number("lossScale");
+  if (!(to.loss_scale >= 0) || !std::isfinite(to.loss_scale))
+    throw Napi::RangeError::New(options.Env(), o.path("lossScale") +
+                                                   ": expected a finite number >= 0 but received " +
+                                                   std::to_string(to.loss_scale));
   to.imgsz = lo.imgsz;
   to.stride = lo.stride;
   to.seed = lo.seed;
@@ -377,6 +392,7 @@ PredictOptions to_predict_options(const Fields& o, size_t images) {
   opts.nms.multi_label = o.boolean("multiLabel");
   opts.nms.agnostic = o.boolean("agnostic");
   opts.nms.max_det = integer_at_least(o, "maxDet", 0);
+  if (o.has("amp")) opts.amp = to_amp_mode(o);
   if (o.has("classes")) opts.nms.classes = to_shape(o.value("classes"), "classes");
   // augment: true → the reference's passes; tta: [{ scale, flip }] → exactly these passes.
   if (o.has("augment") && o.boolean("augment")) opts.tta = default_tta();

@@ -14,6 +14,7 @@
 #include "data/loader.h"
 #include "infer/predict.h"
 #include "loss/loss.h"
+#include "model/amp.h"
 #include "model/spec.h"
 #include "train/optimizer.h"
 #include "train/trainer.h"
@@ -56,6 +57,8 @@ struct TrainerConfig {
 TrainerConfig to_trainer_config(const Napi::Value& options);
 std::vector<Sample> to_samples(const Napi::Value& samples);
 LossHyp to_loss_hyp(const Fields& hyp);
+// The field "amp": "off", "bf16" or "fp16" (a RangeError names anything else).
+AmpMode to_amp_mode(const Fields& o);
 // Rows of 5 (class, cx, cy, w, h) from a Float32Array.
 std::vector<std::array<float, 5>> to_label_rows(const Napi::Value& v, const std::string& where);
 

@@ -86,6 +86,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::Fuse>("fuse"),
                          InstanceMethod<&ModelWrap::Predict>("predict"),
                          InstanceMethod<&ModelWrap::Loss>("loss"),
+                         InstanceMethod<&ModelWrap::AmpCheck>("ampCheck"),
                          InstanceMethod<&ModelWrap::Clone>("clone"),
                          InstanceMethod<&ModelWrap::To>("to"),
                          InstanceMethod<&ModelWrap::Dispose>("dispose"),
@@ -299,7 +300,9 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   if (info.Length() != 3) throw Napi::TypeError::New(env, "forward(data, shape, options)");
   auto input = std::make_shared<HostArray>(to_host_array(info[0], "input"));
   auto shape = to_shape(info[1], "shape");
-  const bool train = Fields(info[2], "forward options").boolean("train");
+  Fields fo(info[2], "forward options");
+  const bool train = fo.boolean("train");
+  const AmpMode amp = fo.has("amp") ? to_amp_mode(fo) : AmpMode::Off;
   if (input->dtype != c10::kFloat) throw Napi::TypeError::New(env, "input must be a Float32Array");
   int64_t n = 1;
   for (auto s : shape) n *= s;
@@ -311,11 +314,12 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   auto result = std::make_shared<ForwardOutput>();
   return queue_on_models(
       env, {state},
-      [state, input, shape, train, result] {
+      [state, input, shape, train, amp, result] {
         std::lock_guard<std::mutex> lock(state->mutex);
         auto& model = *state->model;
         auto x =
             torch::from_blob(input->data, shape, torch::kFloat).to(model.detect().anchors.device());
+        AutocastGuard autocast(amp, x.device());
         model.train(train);
         if (train) {
           *result = model.forward(x);

@@ -59,8 +59,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value LoadState(const Napi::CallbackInfo& info);
   Napi::Value GetState(const Napi::CallbackInfo& info);
   Napi::Value Fuse(const Napi::CallbackInfo& info);
-  Napi::Value Predict(const Napi::CallbackInfo& info);  // predict_wrap.cpp
-  Napi::Value Loss(const Napi::CallbackInfo& info);     // train_wrap.cpp
+  Napi::Value Predict(const Napi::CallbackInfo& info);   // predict_wrap.cpp
+  Napi::Value Loss(const Napi::CallbackInfo& info);      // train_wrap.cpp
+  Napi::Value AmpCheck(const Napi::CallbackInfo& info);  // train_wrap.cpp
   Napi::Value Clone(const Napi::CallbackInfo& info);
   Napi::Value To(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

@@ -73,6 +73,8 @@ Napi::Object stats_object(Napi::Env env, const EpochStats& s) {
   o.Set("times", times_object(env, s.times));
   o.Set("aborted", s.aborted);
   o.Set("nonFinite", s.non_finite);
+  o.Set("skippedSteps", static_cast<double>(s.skipped_steps));
+  o.Set("lossScale", s.loss_scale);
   o.Set("warnings", from_strings(env, s.warnings));
   return o;
 }

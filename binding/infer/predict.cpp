@@ -221,6 +221,20 @@ void add_batch_loss(YoloModelImpl& model, const ForwardOutput& fwd, const torch:
   ++timing.loss_batches;
 }
 
+// The decoded rows of one batch over every model and pass, under autocast when opts.amp says so;
+// `fwd` gets the plain pass's raw outputs (for the val loss).
+torch::Tensor forward_batch(const std::vector<YoloModelImpl*>& models, const torch::Tensor& x,
+                            const PredictOptions& opts, ForwardOutput& fwd) {
+  AutocastGuard autocast(opts.amp, x.device());
+  if (models.size() == 1 && opts.tta.empty()) {
+    fwd = models[0]->forward(x);
+    return fwd.decoded;
+  }
+  std::vector<torch::Tensor> parts;
+  for (auto* m : models) parts.push_back(augmented_forward(*m, x, opts.tta));
+  return parts.size() == 1 ? parts[0] : torch::cat(parts, 1);
+}
+
 }  // namespace
 
 std::vector<PredictResult> predict(const std::vector<YoloModelImpl*>& models,
@@ -228,7 +242,6 @@ std::vector<PredictResult> predict(const std::vector<YoloModelImpl*>& models,
                                    const PredictOptions& opts, PredictTiming& timing) {
   const int stride = check_models(models, opts);
   YoloModelImpl& model = *models[0];
-  const bool plain = models.size() == 1 && opts.tta.empty();
   const auto n = static_cast<int64_t>(inputs.size());
   std::vector<PredictResult> results(inputs.size());
   std::vector<Image> boxed(inputs.size());
@@ -259,15 +272,7 @@ std::vector<PredictResult> predict(const std::vector<YoloModelImpl*>& models,
     timing.pre_ms += ms_since(t1);
     auto t2 = Clock::now();
     ForwardOutput fwd;
-    torch::Tensor out;
-    if (plain) {
-      fwd = model.forward(x);
-      out = fwd.decoded;
-    } else {
-      std::vector<torch::Tensor> parts;
-      for (auto* m : models) parts.push_back(augmented_forward(*m, x, opts.tta));
-      out = parts.size() == 1 ? parts[0] : torch::cat(parts, 1);
-    }
+    auto out = forward_batch(models, x, opts, fwd);
     if (device.is_cuda()) out = out.to(torch::kCPU);  // NMS runs on the CPU copy
     timing.inference_ms += ms_since(t2);
     if (opts.loss) add_batch_loss(model, fwd, x, batch, results, place, opts, timing);

@@ -6,6 +6,7 @@
 
 #include "data/image.h"
 #include "loss/loss.h"
+#include "model/amp.h"
 #include "model/yolo.h"
 #include "ops/nms.h"
 
@@ -37,6 +38,8 @@ struct PredictOptions {
   // was resized to imgsz. Detect (unset): each image letterboxed to imgsz, padded to the stride.
   std::optional<std::pair<int, int>> shape;
   NmsOptions nms;
+  // Autocast around the forward passes (boxes are decoded from fp32 predictions).
+  AmpMode amp = AmpMode::Off;
   bool keep_images = false;  // return the decoded source images (for drawing and crops)
   // Val loss: when set, `labels` (one list per input: class, cx, cy, w, h normalised to the source)
   // are mapped into each batch and the loss of the raw outputs is summed per batch.

@@ -599,9 +599,22 @@ torch::Tensor synced_batch_norm(torch::nn::BatchNorm2d& bn, const torch::Tensor&
 void set_fused_batch_norm(bool enabled) { fused_enabled = enabled; }
 bool fused_batch_norm() { return fused_enabled; }
 
+// Under autocast a convolution gives bf16 (or fp16) activations: BatchNorm's statistics and
+// normalisation run in fp32 on an fp32 copy (8 mantissa bits are too few for a variance over a
+// batch), and the result goes back to the activation's dtype for the next convolution.
+static torch::Tensor reduced_precision(torch::nn::BatchNorm2d& bn, const torch::Tensor& input,
+                                       FusedAct act) {
+  // The copy keeps the memory format (NHWC stays NHWC).
+  auto z = batch_norm_act(bn, input.to(torch::kFloat), act, true);
+  return z.defined() ? z.to(input.scalar_type()) : z;
+}
+
 torch::Tensor batch_norm_act(torch::nn::BatchNorm2d& bn, const torch::Tensor& input, FusedAct act,
                              bool x_is_temporary) {
   const auto& o = bn->options;
+  if (fused_enabled && input.device().is_cpu() &&
+      (input.scalar_type() == torch::kBFloat16 || input.scalar_type() == torch::kHalf))
+    return reduced_precision(bn, input, act);
   if (!fused_enabled || !input.device().is_cpu() || input.scalar_type() != torch::kFloat ||
       input.dim() != 4 || !o.affine() || !o.track_running_stats() || input.numel() == 0 ||
       bn->weight.scalar_type() != torch::kFloat || bn->running_mean.scalar_type() != torch::kFloat)

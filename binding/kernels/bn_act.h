@@ -15,7 +15,8 @@ enum class FusedAct { Identity, SiLU };
 // num_batches_tracked updated; eval: running statistics). Returns an undefined tensor where the
 // fused kernel does not apply (not a CPU float32 4-d tensor, no affine or running statistics,
 // eval mode with a gradient to compute): the caller then runs bn and act as usual. Without
-// autograd the result may overwrite x when `x_is_temporary`.
+// autograd the result may overwrite x when `x_is_temporary`. A bf16/fp16 x (autocast) is
+// normalised in fp32 and the result returned in x's dtype.
 torch::Tensor batch_norm_act(torch::nn::BatchNorm2d& bn, const torch::Tensor& x, FusedAct act,
                              bool x_is_temporary);
 

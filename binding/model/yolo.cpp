@@ -207,6 +207,10 @@ ForwardOutput YoloModelImpl::forward(const torch::Tensor& x) {
               ", height, width), got ", x.sizes());
   ForwardOutput out;
   out.raw = run(x);
+  // Under autocast the head's convolutions give bf16/fp16: the loss and the box decoding (pixel
+  // coordinates need more than 8 mantissa bits) run on fp32 predictions.
+  for (auto& r : out.raw)
+    if (r.scalar_type() != torch::kFloat) r = r.to(torch::kFloat);
   if (!is_training()) out.decoded = detect_->decode(out.raw);
   return out;
 }

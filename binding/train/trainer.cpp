@@ -119,6 +119,18 @@ void Trainer::begin_epoch(int64_t epoch) {
   for (size_t g = 0; g < kParamGroups; ++g) optimizer_->set(g, lr, schedule_.momentum());
   device_ = model_->detect().anchors.device();
   set_train_mode();
+  prepare_scaler();
+}
+
+void Trainer::prepare_scaler() {
+  skipped_steps_ = 0;
+  // The scale carries over from epoch to epoch; a new device (model moved) starts a new scaler.
+  if (opts_.loss_scale > 0 && (!scaler_ || scaler_device_ != device_)) {
+    GradScalerOptions so;
+    so.init_scale = opts_.loss_scale;
+    scaler_ = std::make_unique<GradScaler>(so, device_);
+    scaler_device_ = device_;
+  }
 }
 
 int Trainer::warmup(int64_t ni, double epoch_lr) {
@@ -139,12 +151,18 @@ torch::Tensor Trainer::batch_images(const torch::Tensor& images, int64_t ni) con
 }
 
 LossOutput Trainer::forward_loss(const torch::Tensor& images, const torch::Tensor& targets) {
-  SyncBatchNormScope sync_bn(bn_sums_.get());
-  return compute_loss(model_->forward(images).raw, targets, model_->detect(), opts_.loss);
+  std::vector<torch::Tensor> raw;
+  {
+    SyncBatchNormScope sync_bn(bn_sums_.get());
+    AutocastGuard autocast(opts_.amp, device_);
+    raw = model_->forward(images).raw;  // fp32 (the model casts its head's outputs)
+  }
+  return compute_loss(raw, targets, model_->detect(), opts_.loss);
 }
 
 void Trainer::backward(const LossOutput& loss) {
   auto total = loss_for_backward(loss);
+  if (scaler_) total = scaler_->scale(total);
   if (!grad_sync_) return total.backward();
   // Buckets are all-reduced as their gradients come in; finish waits for them.
   opts_.dist->guard("averaging the gradients", [&] {
@@ -154,10 +172,22 @@ void Trainer::backward(const LossOutput& loss) {
   });
 }
 
+// Every rank holds the same averaged gradients, so every rank's scaler agrees on skipping.
+bool Trainer::unscale_gradients() {
+  if (!scaler_) return true;
+  const bool finite = scaler_->unscale(optimizer_->parameters());
+  scaler_->update(!finite);
+  if (!finite) ++skipped_steps_;
+  return finite;
+}
+
 bool Trainer::maybe_step(int64_t ni, int accumulate) {
   if (ni - last_opt_step_.load() < accumulate) return false;
-  torch::nn::utils::clip_grad_norm_(optimizer_->parameters(), kMaxGradNorm);
-  optimizer_->step();
+  // As the reference's GradScaler: unscale before clipping; a step with inf/NaN is skipped.
+  if (unscale_gradients()) {
+    torch::nn::utils::clip_grad_norm_(optimizer_->parameters(), kMaxGradNorm);
+    optimizer_->step();
+  }
   optimizer_->zero_grad();
   if (ema_) ema_->update(*model_);
   last_opt_step_.store(ni);
@@ -239,6 +269,8 @@ EpochStats Trainer::run_epoch(int64_t epoch, bool mosaic,
   stats.lobj = mloss[1].item<double>();
   stats.lcls = mloss[2].item<double>();
   for (size_t g = 0; g < kParamGroups; ++g) stats.lrs.push_back(optimizer_->lr(g));
+  stats.skipped_steps = skipped_steps_;
+  stats.loss_scale = scaler_ ? scaler_->scale_value() : 0;
   stats.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return stats;
 }

@@ -11,10 +11,12 @@
 
 #include "data/loader.h"
 #include "loss/loss.h"
+#include "model/amp.h"
 #include "model/yolo.h"
 #include "train/dist.h"
 #include "train/ema.h"
 #include "train/optimizer.h"
+#include "train/scaler.h"
 #include "train/schedule.h"
 
 namespace yolo5 {
@@ -44,6 +46,10 @@ struct TrainerOptions {
   bool sync_bn = false;  // BatchNorm statistics over every rank's batch
   // Test hook: the first step's averaged gradients are written to this file (empty: never).
   std::string test_gradients;
+  // Autocast around the forward pass (the loss runs on fp32 predictions; weights stay fp32).
+  AmpMode amp = AmpMode::Off;
+  // > 0: dynamic loss scaling from this scale (fp16); 0: none.
+  double loss_scale = 0;
 };
 
 // The reference clips the gradient norm at 10 before every optimizer step.
@@ -74,6 +80,9 @@ struct EpochStats {
   StepTimes times;
   bool aborted = false;
   bool non_finite = false;  // a loss was NaN or inf: the epoch stopped there
+  // With loss scaling: optimizer steps skipped for inf/NaN gradients, and the scale at the end.
+  int64_t skipped_steps = 0;
+  double loss_scale = 0;
   std::vector<std::string> warnings;
 };
 
@@ -119,6 +128,10 @@ class Trainer {
   void backward(const LossOutput& loss);
   // Clip, step, zero the gradients and update the EMA once `accumulate` iterations passed.
   bool maybe_step(int64_t ni, int accumulate);
+  // With loss scaling (fp16): a scaler on the model's device, this epoch's skipped steps at 0.
+  void prepare_scaler();
+  // With loss scaling: unscales the gradients; false when the step must be skipped (inf/NaN).
+  bool unscale_gradients();
   void set_train_mode();
   // Data-parallel hooks: the Reducer over the trainable parameters; every rank's verdict on
   // stopping (abort, a non-finite loss) so that all stop at the same batch; the loss backward
@@ -134,6 +147,9 @@ class Trainer {
   TrainerOptions opts_;
   Schedule schedule_;
   std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<GradScaler> scaler_;
+  c10::Device scaler_device_{torch::kCPU};
+  int64_t skipped_steps_ = 0;  // this epoch
   torch::Device device_{torch::kCPU};
   std::atomic<int64_t> last_opt_step_{-1};
   std::unique_ptr<GradientSync> grad_sync_;

@@ -6,7 +6,8 @@ import { detectStream, type DetectResult } from '../predict/detect';
 import { yoloTxtRows } from '../predict/labels';
 import { native } from '../native/addon';
 import { makeRunDir } from '../report/runs';
-import { parseInteger, parseNumber } from './options';
+import type { AmpMode } from '../options';
+import { ampOption, parseInteger, parseNumber } from './options';
 
 interface DetectCliOptions {
   weights: string[];
@@ -29,6 +30,7 @@ interface DetectCliOptions {
   name?: string;
   existOk?: boolean;
   augment?: boolean;
+  amp?: AmpMode;
   device?: string;
 }
 
@@ -68,6 +70,7 @@ export function detectCommand(): Command {
     .option('--exist-ok', 'reuse an existing run folder')
     .option('--augment', 'test-time augmentation: scales 1, 0.83 (flipped), 0.67 before one NMS')
     .option('--device <d>', 'cpu (default), a CUDA device index such as 0, or cuda:N')
+    .addOption(ampOption())
     .action(async (o: DetectCliOptions) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
       const stream = await detectStream(o.source, {
@@ -75,6 +78,7 @@ export function detectCommand(): Command {
         augment: o.augment === true,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
         ...(o.device !== undefined ? { device: o.device } : {}),
+        ...(o.amp !== undefined ? { amp: o.amp } : {}),
         imgsz: o.imgsz,
         conf: o.conf,
         iou: o.iou,

@@ -1,6 +1,15 @@
 /** Parsers shared by CLI commands: each rejects a bad value with the flag and the value. */
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import type { FreezeSpec } from '../model/freeze';
+import { AMP_MODES, TRAIN_DEFAULTS } from '../options';
+
+/** `--amp <mode>` for train, val and detect (no default here: the API's applies). */
+export function ampOption(): Option {
+  return new Option(
+    '--amp <mode>',
+    `mixed precision: auto (fp16 on CUDA, bf16 on a CPU with bf16 hardware, else fp32), bf16, fp16 (CUDA) or off (default ${TRAIN_DEFAULTS.amp})`,
+  ).choices(AMP_MODES);
+}
 
 export function parseInteger(name: string, min: number) {
   return (value: string): number => {

@@ -12,6 +12,7 @@ import {
   EVOLVE_PARENTS,
   OPTIMIZERS,
   TRAIN_DEFAULTS as D,
+  type AmpMode,
   type EvolveParent,
   type OptimizerName,
 } from '../options';
@@ -22,7 +23,7 @@ import { bar, ProgressPrinter, valProgress } from '../report/progress';
 import { train, type BatchEvent, type TrainOptions, type TrainResult } from '../train/train';
 import { EXIT } from './exit';
 import { interruptOnSignals } from './interrupt';
-import { freezeSpecFromArgs, parseInteger, parseNumber } from './options';
+import { ampOption, freezeSpecFromArgs, parseInteger, parseNumber } from './options';
 
 interface TrainCliOptions {
   data?: string;
@@ -58,6 +59,7 @@ interface TrainCliOptions {
   existOk?: boolean;
   threads?: number;
   device?: string;
+  amp?: AmpMode;
   evolve?: number;
   evolveParent?: EvolveParent;
   resumeEvolve?: string;
@@ -154,6 +156,7 @@ function addRunFlags(c: Command): Command {
       parseInteger('--threads', 1),
     )
     .option('--device <d>', 'cpu (default), a CUDA device index such as 0, or cuda:N')
+    .addOption(ampOption())
     .option(
       '--project <dir>',
       `runs folder (default ${D.project}; ${EVOLVE_DEFAULTS.project} with --evolve)`,
@@ -196,6 +199,7 @@ function toTrainOptions(o: TrainCliOptions, log: (line: string) => void): TrainO
     ...given('workers', o.workers),
     ...given('threads', o.threads),
     ...given('device', o.device),
+    ...given('amp', o.amp),
     ...given('epochs', o.epochs),
     ...given('batch', o.batch),
     ...given('imgsz', o.imgsz),

@@ -1,8 +1,8 @@
 /** `yolo5 val`: the reference's metrics table on a data set split, saved in runs/val/exp*. */
 import { Command, Option } from 'commander';
-import { VAL_TASKS } from '../options';
+import { VAL_TASKS, type AmpMode } from '../options';
 import { val } from '../val/val';
-import { parseInteger, parseNumber } from './options';
+import { ampOption, parseInteger, parseNumber } from './options';
 import { ProgressPrinter, valProgress } from '../report/progress';
 
 interface ValCliOptions {
@@ -24,6 +24,7 @@ interface ValCliOptions {
   name: string;
   existOk?: boolean;
   augment?: boolean;
+  amp?: AmpMode;
   device?: string;
   noplots?: boolean;
 }
@@ -56,6 +57,7 @@ export function valCommand(): Command {
     .option('--augment', 'test-time augmentation: scales 1, 0.83 (flipped), 0.67 before one NMS')
     .option('--device <d>', 'cpu (default), a CUDA device index such as 0, or cuda:N')
     .option('--noplots', 'save no curves, confusion matrix or batch mosaics')
+    .addOption(ampOption())
     .action(async (o: ValCliOptions) => {
       const out = (s: string) => process.stdout.write(`${s}\n`);
       const printer = new ProgressPrinter((s) => process.stdout.write(s), true);
@@ -66,6 +68,7 @@ export function valCommand(): Command {
         augment: o.augment === true,
         ...(o.cfg !== undefined ? { cfg: o.cfg } : {}),
         ...(o.device !== undefined ? { device: o.device } : {}),
+        ...(o.amp !== undefined ? { amp: o.amp } : {}),
         data: o.data,
         imgsz: o.imgsz,
         batch: o.batch,

@@ -75,3 +75,8 @@ export type Predictor = Model | Ensemble;
 export function predictorStride(p: Predictor): number {
   return p instanceof Ensemble ? p.stride : Math.max(...p.info().stride);
 }
+
+/** The device a model or an ensemble runs on (an ensemble's members share one). */
+export function predictorDevice(p: Predictor): string {
+  return p instanceof Ensemble ? p.models[0]!.device : p.device;
+}

@@ -18,6 +18,7 @@ import {
   nativeCall,
   nativeSync,
   type LossHyp,
+  type NativeAmp,
   type NativeImage,
   type NativeModel,
   type NativePredictOptions,
@@ -418,7 +419,7 @@ export class Model {
   async forward(
     input: Float32Array,
     shape: readonly number[],
-    opts: { train?: boolean } = {},
+    opts: { train?: boolean; amp?: NativeAmp } = {},
   ): Promise<ForwardResult> {
     if (shape.length !== 4 || numel(shape) !== input.length) {
       throw new Yolo5Error(
@@ -436,7 +437,10 @@ export class Model {
       );
     }
     const r = await nativeCall('forward', () =>
-      this.#live().forward(input, [...shape], { train: opts.train === true }),
+      this.#live().forward(input, [...shape], {
+        train: opts.train === true,
+        ...(opts.amp ? { amp: opts.amp } : {}),
+      }),
     );
     return { ...(r.output ? { output: asFloat32(r.output) } : {}), raw: r.raw.map(asFloat32) };
   }
@@ -485,18 +489,20 @@ export class Model {
    * `hyp` holds the gains already scaled for levels, classes and image size. In train mode
    * (default) BatchNorm uses batch statistics (and updates its running statistics, as a training
    * step does) and the gradient norms of `gradNames` are returned; gradients are then cleared.
+   * `amp` ('bf16', 'fp16'): the forward under autocast, the loss on fp32 predictions.
    */
   async loss(
     input: Float32Array,
     shape: readonly number[],
     targets: Float32Array,
     hyp: LossHyp,
-    opts: { train?: boolean; gradNames?: string[]; channelsLast?: boolean } = {},
+    opts: { train?: boolean; gradNames?: string[]; channelsLast?: boolean; amp?: NativeAmp } = {},
   ) {
     const options = {
       train: opts.train ?? true,
       gradNames: opts.gradNames ?? [],
       channelsLast: opts.channelsLast ?? false,
+      ...(opts.amp ? { amp: opts.amp } : {}),
     };
     return nativeCall('loss', () => this.#live().loss(input, [...shape], targets, hyp, options));
   }

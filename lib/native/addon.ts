@@ -95,6 +95,8 @@ export interface NativePredictOptions {
   tta?: { scale: number; flip: boolean }[];
   /** Further models whose raw predictions join this model's before NMS (same nc and device). */
   ensemble?: NativeModel[];
+  /** Autocast around the forward passes (absent: fp32); boxes decode from fp32 predictions. */
+  amp?: NativeAmp;
 }
 
 export interface NativePrediction {
@@ -136,6 +138,9 @@ export interface LossHyp {
   label_smoothing: number;
 }
 
+/** A concrete mixed-precision mode for the native side ('auto' is resolved in lib/native/amp). */
+export type NativeAmp = 'off' | 'bf16' | 'fp16';
+
 /**
  * One native model. Synchronous methods never wait for a running call: `namedParameters`,
  * `stateEntries` and `info` read a listing kept beside the model, and `setRequiresGrad` throws an
@@ -150,7 +155,7 @@ export interface NativeModel {
   forward(
     data: Float32Array,
     shape: number[],
-    options: { train: boolean },
+    options: { train: boolean; amp?: NativeAmp },
   ): Promise<{ output?: NativeTensor; raw: NativeTensor[] }>;
   loadState(
     entries: { name: string; shape: number[]; data: TypedData }[],
@@ -165,7 +170,7 @@ export interface NativeModel {
     shape: number[],
     targets: Float32Array,
     hyp: LossHyp,
-    options: { train: boolean; gradNames: string[]; channelsLast: boolean },
+    options: { train: boolean; gradNames: string[]; channelsLast: boolean; amp?: NativeAmp },
   ): Promise<{
     loss: number;
     lbox: number;
@@ -177,6 +182,15 @@ export interface NativeModel {
     images: NativeImage[],
     options: NativePredictOptions,
   ): Promise<{ results: NativePrediction[]; timing: NativeTiming }>;
+  /**
+   * The AMP self-check: the input (batch, 3, h, w) through the model in eval mode in fp32 and
+   * under `amp`; the largest |Δ| of the decoded boxes' x, y, w, h over the input's size.
+   */
+  ampCheck(
+    input: Float32Array,
+    shape: number[],
+    amp: NativeAmp,
+  ): Promise<{ maxDiff: number; finite: boolean; rows: number }>;
   /**
    * Frees the native model now, or when the calls in flight have completed; disposes every
    * trainer built on it. Never waits; a second call does nothing.
@@ -211,6 +225,10 @@ export interface NativeTrainerOptions {
   /** Run the step in NHWC memory order (weights and batches); the numbers are the same. */
   channelsLast: boolean;
   multiScale: boolean;
+  /** Autocast around the forward pass ('off': fp32); the loss, weights and EMA stay fp32. */
+  amp: NativeAmp;
+  /** > 0: dynamic loss scaling (fp16) starting at this scale; 0: none. */
+  lossScale: number;
   /** Augmentation and optimizer hyperparameters (hyp yaml keys). */
   hyp: Record<string, number>;
   loss: LossHyp;
@@ -277,6 +295,10 @@ export interface NativeEpochStats {
   times: NativeStepTimes;
   aborted: boolean;
   nonFinite: boolean;
+  /** With loss scaling: optimizer steps skipped this epoch (inf/NaN gradients). */
+  skippedSteps: number;
+  /** The loss scale at the epoch's end (0 without loss scaling). */
+  lossScale: number;
   warnings: string[];
 }
 
@@ -339,6 +361,24 @@ export interface NativeAddon {
   createModel(spec: NativeModelSpec): Promise<NativeModel>;
   libtorchVersion: string;
   cudaInfo(): { available: boolean; deviceCount: number };
+  /** The CUDA caching allocator's bytes on a device (peak = max_memory_allocated); CUDA builds. */
+  cudaMemory(
+    device: number,
+    resetPeak?: boolean,
+  ): { allocated: number; peak: number; reserved: number };
+  /**
+   * The fp16 loss scaler on CPU tensors (tests): `grads` unscaled from `initScale` (finite: no
+   * inf/NaN), then the scale after each update with the given found-inf flags.
+   */
+  gradScalerTrace(
+    options: { initScale: number; growth: number; backoff: number; interval: number },
+    grads: Float32Array[],
+    foundInf: boolean[],
+  ): { finite: boolean; unscaled: Float32Array[]; scales: number[] };
+  /** cuDNN benchmark mode (sets it when given), as torch.backends.cudnn.benchmark. */
+  cudnnBenchmark(enabled?: boolean): boolean;
+  /** bf16 arithmetic in this CPU (cpuid, with the OS's register state): `bf16` = either. */
+  cpuFeatures(): { avx512f: boolean; avx512bf16: boolean; amxbf16: boolean; bf16: boolean };
   getThreads(): number;
   setThreads(n: number): void;
   /** Whether Conv blocks use the fused BatchNorm + SiLU CPU kernel (sets it when given). */

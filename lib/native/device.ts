@@ -8,8 +8,14 @@ import { native } from './addon';
 
 export type DeviceSpec = string | number;
 
-/** 'cpu' or 'cuda:N'; throws E_ARG naming `what` for anything else or a CUDA device not there. */
+/**
+ * 'cpu' or 'cuda:N'; throws E_ARG naming `what` for anything else or a CUDA device not there.
+ * No device given: `YOLO5_DEVICE` when set (scripts/gpu-check.sh runs the test suite on a GPU
+ * with it), else the CPU.
+ */
 export function parseDevice(spec: DeviceSpec | undefined, what = 'device'): string {
+  if ((spec === undefined || spec === '') && process.env.YOLO5_DEVICE)
+    return parseDevice(process.env.YOLO5_DEVICE, 'YOLO5_DEVICE');
   if (spec === undefined || spec === '') return 'cpu';
   const s = String(spec).trim().toLowerCase();
   let device: string | undefined;

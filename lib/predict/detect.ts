@@ -4,11 +4,20 @@
  */
 import type { DeviceSpec } from '../native/device';
 import { Yolo5Error } from '../errors';
-import { predictorStride, type Ensemble, type Predictor } from '../model/ensemble';
+import { predictorDevice, predictorStride, type Ensemble, type Predictor } from '../model/ensemble';
 import { type Model } from '../model/model';
 import { loadModel, singleOrMany } from '../model/load';
 import type { NativeImage } from '../native/addon';
-import { checkBoolean, checkClasses, checkImageSize, checkInteger, checkNumber } from '../options';
+import { resolveAmp } from '../native/amp';
+import {
+  TRAIN_DEFAULTS,
+  checkBoolean,
+  checkClasses,
+  checkImageSize,
+  checkInteger,
+  checkNumber,
+  type AmpMode,
+} from '../options';
 import { expandImageSources } from '../data/sources';
 
 /** One image: a file path, an encoded image (JPEG/PNG/BMP…), or raw RGB pixels. */
@@ -43,6 +52,8 @@ export interface DetectOptions {
   multiLabel?: boolean;
   /** Test-time augmentation: scales 1, 0.83 (flipped), 0.67, merged before NMS. */
   augment?: boolean;
+  /** Mixed precision for the forward pass ('auto' default: as training's, see AMP_MODES). */
+  amp?: AmpMode;
   log?: (line: string) => void;
 }
 
@@ -129,6 +140,8 @@ async function prepare(
   const multiLabel = checkBoolean('multiLabel', opts.multiLabel ?? false);
   const classes =
     opts.classes !== undefined ? checkClasses('classes', opts.classes, model.nc) : undefined;
+  const { amp, note } = resolveAmp(opts.amp ?? TRAIN_DEFAULTS.amp, predictorDevice(model));
+  if (note) log(note);
   for (const input of inputs) {
     if (
       isRaw(input) &&
@@ -148,6 +161,7 @@ async function prepare(
     agnostic,
     multiLabel,
     augment,
+    amp,
     ...(classes ? { classes } : {}),
   };
   return { model, inputs, predict };

@@ -18,15 +18,18 @@ import {
   native,
   nativeCall,
   type LossHyp,
+  type NativeAmp,
   type NativeTrainer,
   type NativeTrainerOptions,
 } from '../native/addon';
+import { resolveAmp, type AmpChoice } from '../native/amp';
 import { makeDirs } from '../native/paths';
 import { TRAIN_DEFAULTS, checkImageSize } from '../options';
 import { writeTextAtomic } from '../report/files';
 import { toReferenceOpt } from '../report/opt';
 import { TrainReport } from '../report/run-plots';
 import { makeRunDir } from '../report/runs';
+import { ampSelfCheck } from './amp';
 import { checkAnchors } from './autoanchor';
 import { shareFromMain, type Distributed } from './dist';
 import { imageWeights } from './image-weights';
@@ -49,6 +52,8 @@ export interface Training {
   frozen: string[];
   trainItems: SplitItem[];
   trainer: NativeTrainer;
+  /** The precision the step (and each epoch's validation) runs in, after the AMP self-check. */
+  amp: NativeAmp;
   saveDir: string;
   lastPath: string;
   bestPath: string;
@@ -224,7 +229,8 @@ export function nativeTrainerOptions(
   stride: number,
   hyp: Hyp,
   loss: LossHyp,
-  dist?: Distributed,
+  dist: Distributed | undefined,
+  amp: NativeAmp,
 ): NativeTrainerOptions {
   return {
     imgsz: opts.imgsz,
@@ -242,6 +248,9 @@ export function nativeTrainerOptions(
     freezeBn: opts.freezeBn,
     channelsLast: opts.channelsLast,
     multiScale: opts.multiScale,
+    amp,
+    // fp16 needs loss scaling (its range ends at 65504); bf16 has fp32's range.
+    lossScale: amp === 'fp16' ? TRAIN_DEFAULTS.lossScale : 0,
     hyp: Object.fromEntries(HYP_KEYS.map((k) => [k, hyp[k]])),
     loss,
     ...(dist ? { distributed: { group: dist.group, syncBn: opts.syncBn } } : {}),
@@ -295,7 +304,7 @@ async function trainSplit(
   });
 }
 
-/** The trainer over the model (and its EMA, on rank 0), with every option given. */
+/** A trainer over the model (and its EMA, on rank 0), with every option given. */
 function nativeTrainer(
   model: Model,
   ema: Model | undefined,
@@ -314,6 +323,27 @@ function nativeTrainer(
     samples,
     options,
   );
+}
+
+/**
+ * The native trainer in the precision `opts.amp` asks for on the model's device; when the AMP
+ * self-check fails, a trainer in fp32 instead. Under DDP every rank checks the same weights (rank
+ * 0's, broadcast) on the same image, so all ranks come to the same verdict.
+ */
+async function createTrainer(
+  model: Model,
+  ema: Model | undefined,
+  items: SplitItem[],
+  make: (amp: NativeAmp) => NativeTrainerOptions,
+  choice: AmpChoice,
+  log: Log,
+): Promise<{ trainer: NativeTrainer; amp: NativeAmp }> {
+  if (choice.note) log(choice.note);
+  const trainer = nativeTrainer(model, ema, items, make(choice.amp));
+  if (choice.amp === 'off' || (await ampSelfCheck(model, trainer, choice.amp, log)))
+    return { trainer, amp: choice.amp };
+  trainer.dispose();
+  return { trainer: nativeTrainer(model, ema, items, make('off')), amp: 'off' };
 }
 
 /** The run folder's plots and TensorBoard file (labels, correlogram, first train batches). */
@@ -341,7 +371,7 @@ function header(t: Training, log: Log): void {
     );
   }
   log(
-    `Training ${opts.epochs} epochs on ${ti.images} images, batch ${opts.batch} (accumulate ${ti.accumulate}, weight decay ${ti.weightDecay.toPrecision(3)}), ${opts.imgsz} px, ${t.model.device}, ${opts.threads} threads, ${opts.workers} loader workers`,
+    `Training ${opts.epochs} epochs on ${ti.images} images, batch ${opts.batch} (accumulate ${ti.accumulate}, weight decay ${ti.weightDecay.toPrecision(3)}), ${opts.imgsz} px, ${t.model.device}${t.amp === 'off' ? '' : ` (${t.amp} AMP)`}, ${opts.threads} threads, ${opts.workers} loader workers`,
   );
 }
 
@@ -364,6 +394,7 @@ export async function buildTraining(
   const nc = input.singleCls ? 1 : data.nc;
   const names = input.singleCls ? ['item'] : data.names;
   const model = await buildModel(input, point, nc, names, anchors, log);
+  const ampChoice = resolveAmp(input.amp, model.device); // fp16 on the CPU fails before any file
   const stride = Math.max(...model.info().stride);
   const opts: ResolvedTrainOptions = {
     ...input,
@@ -396,15 +427,18 @@ export async function buildTraining(
   const loss = lossGains(hyp, opts, info.stride.length, nc);
   // The EMA lives on rank 0 only (it alone validates and saves); other ranks train the model.
   const ema = main ? await model.clone() : model;
-  const trainer = nativeTrainer(
+  const { trainer, amp } = await createTrainer(
     model,
     main ? ema : undefined,
     trainItems,
-    nativeTrainerOptions(opts, stride, hyp, loss, dist),
+    (a) => nativeTrainerOptions(opts, stride, hyp, loss, dist, a),
+    ampChoice,
+    log,
   );
   const t: Training = {
     ...{ opts, data, nc, names, hyp, loss, model, ema, info: model.info(), frozen, trainItems },
     trainer,
+    amp,
     saveDir,
     lastPath: path.join(saveDir, 'weights', 'last.pt'),
     bestPath: path.join(saveDir, 'weights', 'best.pt'),

@@ -62,6 +62,7 @@ export async function finishTraining(
         imgsz: t.opts.imgsz,
         batch: (t.opts.batch / (t.dist?.worldSize ?? 1)) * 2, // per rank × 2, as the reference
         singleCls: t.opts.singleCls,
+        amp: t.amp, // the precision training ran (and validated) in
         ...t.report?.valPlots(),
         log,
       });

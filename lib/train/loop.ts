@@ -88,6 +88,11 @@ async function trainEpoch(t: Training, ctx: LoopContext, epoch: number): Promise
   });
   for (const w of stats.warnings) ctx.log(`WARNING: ${w}`);
   if (epoch === ctx.startEpoch) logGradientTraffic(t, ctx);
+  if (stats.skippedSteps > 0) {
+    ctx.log(
+      `AMP: ${stats.skippedSteps} optimizer step(s) skipped in epoch ${epoch} (inf/NaN gradients in fp16); loss scale now ${stats.lossScale}`,
+    );
+  }
   return stats;
 }
 
@@ -114,6 +119,7 @@ async function validate(
     batch: (t.opts.batch / (t.dist?.worldSize ?? 1)) * 2, // per rank × 2, as the reference
     singleCls: t.opts.singleCls,
     loss: t.loss,
+    amp: t.amp,
     progress: (done, total) => ctx.run.emit('valBatch', { epoch, done, total }),
     log: () => {},
   });

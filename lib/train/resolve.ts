@@ -3,11 +3,18 @@
  * (lib/options.ts). Pure: no files are read here (the build phase checks that files exist).
  */
 import { Yolo5Error, show } from '../errors';
-import { OPTIMIZERS, TRAIN_DEFAULTS, checkBoolean, checkChoice, checkInteger } from '../options';
+import {
+  AMP_MODES,
+  OPTIMIZERS,
+  TRAIN_DEFAULTS,
+  checkBoolean,
+  checkChoice,
+  checkInteger,
+} from '../options';
 import type { ResolvedTrainOptions, TrainOptions } from './types';
 
 /** Options a resumed run takes from the caller; every other one is the run's own. */
-export const RESUME_OVERRIDES = ['epochs', 'workers', 'threads'] as const;
+export const RESUME_OVERRIDES = ['epochs', 'workers', 'threads', 'amp'] as const;
 
 function optionalString(name: string, value: unknown): string | undefined {
   if (value === undefined) return undefined;
@@ -53,7 +60,8 @@ export function resolveTrainOptions(
   let o: TrainOptions = { ...input };
   if (saved) {
     o = { ...saved };
-    for (const k of RESUME_OVERRIDES) if (input[k] !== undefined) o[k] = input[k];
+    for (const k of RESUME_OVERRIDES)
+      if (input[k] !== undefined) Object.assign(o, { [k]: input[k] });
   }
   const D = TRAIN_DEFAULTS;
   // The built-in set is 256 px shapes: a small model at its native size makes a quick CPU demo.
@@ -81,6 +89,7 @@ export function resolveTrainOptions(
     freezeBn: bool('freezeBn'),
     syncBn: bool('syncBn'),
     channelsLast: bool('channelsLast'),
+    amp: checkChoice('amp', o.amp ?? D.amp, AMP_MODES),
     seed: checkInteger('seed', o.seed ?? D.seed, 0),
     singleCls: bool('singleCls'),
     closeMosaic: checkInteger('closeMosaic', o.closeMosaic ?? D.closeMosaic, 0),

@@ -4,7 +4,7 @@ import type { FreezeSpec } from '../model/freeze';
 import type { Model } from '../model/model';
 import type { DeviceSpec } from '../native/device';
 import type { NativeBatchProgress } from '../native/addon';
-import type { OptimizerName } from '../options';
+import type { AmpMode, OptimizerName } from '../options';
 import type { ValResult } from '../val/val';
 import type { DistributedOptions } from './dist';
 
@@ -65,6 +65,11 @@ export interface TrainOptions {
   distributed?: DistributedOptions | false;
   /** Train in NHWC memory order (default true: faster convolutions on CPU, same numbers). */
   channelsLast?: boolean;
+  /**
+   * Mixed precision: 'auto' (default: fp16 with loss scaling on CUDA, bf16 on a CPU with bf16
+   * hardware, else fp32), 'bf16', 'fp16' (CUDA) or 'off'. Weights, EMA and checkpoints stay fp32.
+   */
+  amp?: AmpMode;
   seed?: number;
   singleCls?: boolean;
   /** Turn mosaic off for the last N epochs (0: never, as the reference). */
@@ -111,6 +116,7 @@ export interface ResolvedTrainOptions {
   freezeBn: boolean;
   syncBn: boolean;
   channelsLast: boolean;
+  amp: AmpMode;
   seed: number;
   singleCls: boolean;
   closeMosaic: number;

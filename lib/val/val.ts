@@ -8,11 +8,19 @@ import { readDataConfig, type DataConfig } from '../config/data';
 import type { DeviceSpec } from '../native/device';
 import { Yolo5Error, show } from '../errors';
 import { ConfusionMatrix, DetectionStats, type DetectionMetrics } from './metrics';
-import { predictorStride, type Ensemble, type Predictor } from '../model/ensemble';
+import { predictorDevice, predictorStride, type Ensemble, type Predictor } from '../model/ensemble';
 import { Model } from '../model/model';
 import { loadModel, singleOrMany } from '../model/load';
 import { native, type LossHyp } from '../native/addon';
-import { checkBoolean, checkImageSize, checkInteger, checkNumber } from '../options';
+import { resolveAmp } from '../native/amp';
+import {
+  TRAIN_DEFAULTS,
+  checkBoolean,
+  checkImageSize,
+  checkInteger,
+  checkNumber,
+  type AmpMode,
+} from '../options';
 import { makeRunDir } from '../report/runs';
 import { writeValPlots, type ValBatchPlot } from '../report/run-plots';
 import { loadSplit, rectBatches, type SplitItem } from '../data/split';
@@ -48,6 +56,8 @@ export interface ValOptions {
   loss?: LossHyp;
   /** Test-time augmentation: scales 1, 0.83 (flipped), 0.67, merged before NMS. */
   augment?: boolean;
+  /** Mixed precision for the forward passes ('auto' default: as training's, see AMP_MODES). */
+  amp?: AmpMode;
   /**
    * Curves, confusion matrix and val_batch mosaics: true (default when a run folder is made)
    * writes them there, a string into that folder, false nowhere.
@@ -140,6 +150,8 @@ export async function val(opts: ValOptions): Promise<ValResult> {
   const iou = checkNumber('iou', opts.iou ?? 0.6, 0, 1);
   const maxDet = checkInteger('maxDet', opts.maxDet ?? 300, 1);
   const task = opts.task ?? 'val';
+  const { amp, note } = resolveAmp(opts.amp ?? TRAIN_DEFAULTS.amp, predictorDevice(model));
+  if (note) log(note);
   const items = await loadSplit(data, task, log, singleCls);
 
   const wantsDir = opts.saveTxt || opts.saveJson || opts.save;
@@ -174,6 +186,7 @@ export async function val(opts: ValOptions): Promise<ValResult> {
         agnostic: singleCls,
         maxDet,
         augment,
+        amp,
         ...(opts.loss
           ? {
               loss: opts.loss,
