@@ -22,6 +22,7 @@
 
 #include "addon/convert.h"
 #include "addon/dist_wrap.h"
+#include "addon/lifetime.h"
 #include "addon/model_wrap.h"
 #include "addon/worker.h"
 #include "data/jpeg.h"
@@ -245,11 +246,10 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// externalMemory() → the native bytes V8 has been told about, over all objects (the total kept by
-// AdjustExternalMemory; Node's memoryUsage() does not show it).
+// externalMemory() → the native bytes this addon has told V8 about, over all live objects (not
+// V8's whole external total: that also counts Node's buffers, which a GC may free at any moment).
 Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(
-      info.Env(), static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
+  return Napi::Number::New(info.Env(), static_cast<double>(Lifetime::total_reported()));
 }
 
 Napi::Value JpegLibrary(const Napi::CallbackInfo& info) {

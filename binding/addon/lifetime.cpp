@@ -1,6 +1,16 @@
 #include "addon/lifetime.h"
 
+#include <atomic>
+
 namespace yolo5 {
+
+namespace {
+// Every report and dispose happens on the main thread, so a plain counter would do; atomic keeps
+// it correct should a worker thread ever read it.
+std::atomic<int64_t> g_reported{0};
+}  // namespace
+
+int64_t Lifetime::total_reported() { return g_reported.load(); }
 
 Napi::Error coded_error(Napi::Env env, const char* code, const std::string& message) {
   auto e = Napi::Error::New(env, message);
@@ -26,6 +36,7 @@ void Lifetime::end(Napi::Env env) {
 void Lifetime::report(Napi::Env env, int64_t bytes) {
   if (disposed_ || bytes == reported_) return;
   Napi::MemoryManagement::AdjustExternalMemory(env, bytes - reported_);
+  g_reported += bytes - reported_;
   reported_ = bytes;
 }
 
@@ -37,6 +48,7 @@ void Lifetime::dispose(Napi::Env env) {
   if (disposed_) return;
   disposed_ = true;
   if (reported_ != 0) Napi::MemoryManagement::AdjustExternalMemory(env, -reported_);
+  g_reported -= reported_;
   reported_ = 0;
   auto dependents = std::move(dependents_);
   for (auto& d : dependents) d(env);

@@ -35,6 +35,9 @@ class Lifetime {
   void set_release(std::function<void()> release) { release_ = std::move(release); }
   void add_dependent(std::function<void(Napi::Env)> on_dispose);
   void dispose(Napi::Env env);
+  // The bytes all live objects have reported: this addon's share of V8's external-memory total,
+  // which also counts Node's own buffers (and so moves whenever a GC frees one).
+  static int64_t total_reported();
 
  private:
   void release_if_idle(Napi::Env env);

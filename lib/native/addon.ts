@@ -395,7 +395,7 @@ export interface NativeAddon {
     libtorchFile?: string;
   };
   jpegLibrary(): string;
-  /** The native bytes V8 has been told about over all models and trainers (see README). */
+  /** The native bytes this addon has told V8 about, over all live models and trainers (see README). */
   externalMemory(): number;
   /**
    * Data-set verification per image: its size, or why it is unusable (unreadable, more than
