@@ -170,6 +170,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
   if (signal?.aborted && !dist) {
     // Nothing trained: free the native models now rather than at the next garbage collection.
     t.report?.close();
+    t.trainer.dispose();
     t.model.dispose();
     t.ema.dispose();
     throw abortedBeforeStart();
@@ -193,6 +194,9 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
     t.report?.close();
     throw e;
   } finally {
+    // The optimizer's momentum and the loader go now, not at the next garbage collection; the
+    // models stay the caller's (result.model, result.ema).
+    t.trainer.dispose();
     dist?.group.leave();
   }
   return {
