@@ -417,6 +417,30 @@ describe('a rank killed mid-epoch ends the run with a clear error on the others'
   });
 });
 
+test('--nproc 2: Ctrl-C stops every rank at the same step and the launcher exits 130, no rank left', async () => {
+  const dir = tempDir();
+  const args = trainArgs(tinySet(dir, 64), dir, 'run', ['--batch', '4', '--threads', '2']);
+  const run = start([...args, '--nproc', '2', '--noval'], { YOLO5_DIST_TIMEOUT: '20' });
+  await waitFor(() => /Training 1 epochs/.test(run.output()), 60000);
+  await new Promise((r) => setTimeout(r, 1500));
+  const ranks = spawnSync('ps', ['-o', 'pid=', '--ppid', String(run.child.pid)], {
+    encoding: 'utf8',
+  })
+    .stdout.trim()
+    .split(/\s+/)
+    .map(Number);
+  assert.equal(ranks.length, 2, `ranks: ${ranks}`);
+  const interrupted = Date.now();
+  run.child.kill('SIGINT');
+  const e = await run.done;
+  assert.equal(e.code, 130, e.stdout + e.stderr);
+  assert.ok(Date.now() - interrupted < 20000, `took ${Date.now() - interrupted} ms to stop`);
+  assert.doesNotMatch(e.stderr, /DDP rank \d of 2 .* failed|internal error/, e.stderr);
+  for (const pid of ranks) {
+    assert.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `rank pid ${pid} still runs`);
+  }
+});
+
 async function waitFor(cond: () => boolean, ms: number): Promise<void> {
   const t0 = Date.now();
   while (!cond()) {
