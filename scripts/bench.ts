@@ -36,7 +36,7 @@ import { TRAIN_DEFAULTS } from '../lib/options';
 import { readHyp } from '../lib/config/hyp';
 import { ensureSyntheticDataset } from '../lib/data/synthetic';
 import { readDataConfig } from '../lib/config/data';
-import { loadSplit } from '../lib/data/split';
+import { loadSplit, toNativeSamples } from '../lib/data/split';
 import { describeMachine } from './machine';
 import { distributedFromEnv } from '../lib/train/dist';
 import { freePort } from '../lib/train/launch';
@@ -115,12 +115,7 @@ async function child(): Promise<void> {
   const trainer = new (native().NativeTrainer)(
     model.nativeHandle(),
     dist && dist.rank > 0 ? null : (await model.clone()).nativeHandle(),
-    items.map((it) => ({
-      path: it.file,
-      width: it.width,
-      height: it.height,
-      labels: Float32Array.from(it.labels.flat()),
-    })),
+    toNativeSamples(items),
     {
       imgsz,
       batch,

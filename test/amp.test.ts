@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import * as yaml from 'js-yaml';
 import { readDataConfig } from '../lib/config/data';
 import { readHyp } from '../lib/config/hyp';
-import { loadSplit } from '../lib/data/split';
+import { loadSplit, toNativeSamples } from '../lib/data/split';
 import { train } from '../lib';
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
@@ -186,13 +186,7 @@ test('loss and gradients in bf16 agree with fp32 (fused BatchNorm computed in fp
 });
 
 async function samples(): Promise<NativeSample[]> {
-  const items = await loadSplit(readDataConfig(data), 'train', () => {});
-  return items.map((it) => ({
-    path: it.file,
-    width: it.width,
-    height: it.height,
-    labels: Float32Array.from(it.labels.flat()),
-  }));
+  return toNativeSamples(await loadSplit(readDataConfig(data), 'train', () => {}));
 }
 
 /** A trainer as lib/train builds one: the 64 fixture images at 64 px, batch 8 (8 steps). */

@@ -400,15 +400,7 @@ describe('a rank killed mid-epoch ends the run with a clear error on the others'
   test('--nproc 2: the launcher ends with the killed rank named', async () => {
     const dir = tempDir();
     const run = start([...longEpoch(dir), '--nproc', '2'], { YOLO5_DIST_TIMEOUT: '20' });
-    await waitFor(() => /Training 1 epochs/.test(run.output()), 60000);
-    await new Promise((r) => setTimeout(r, 1500));
-    const ranks = spawnSync('ps', ['-o', 'pid=', '--ppid', String(run.child.pid)], {
-      encoding: 'utf8',
-    })
-      .stdout.trim()
-      .split(/\s+/)
-      .map(Number);
-    assert.equal(ranks.length, 2, `ranks: ${ranks}`);
+    const ranks = await ranksMidEpoch(run);
     process.kill(ranks[1]!, 'SIGKILL');
     const e = await run.done;
     assert.equal(e.code, 1, e.stderr);
@@ -421,15 +413,7 @@ test('--nproc 2: Ctrl-C stops every rank at the same step and the launcher exits
   const dir = tempDir();
   const args = trainArgs(tinySet(dir, 64), dir, 'run', ['--batch', '4', '--threads', '2']);
   const run = start([...args, '--nproc', '2', '--noval'], { YOLO5_DIST_TIMEOUT: '20' });
-  await waitFor(() => /Training 1 epochs/.test(run.output()), 60000);
-  await new Promise((r) => setTimeout(r, 1500));
-  const ranks = spawnSync('ps', ['-o', 'pid=', '--ppid', String(run.child.pid)], {
-    encoding: 'utf8',
-  })
-    .stdout.trim()
-    .split(/\s+/)
-    .map(Number);
-  assert.equal(ranks.length, 2, `ranks: ${ranks}`);
+  const ranks = await ranksMidEpoch(run);
   const interrupted = Date.now();
   run.child.kill('SIGINT');
   const e = await run.done;
@@ -440,6 +424,20 @@ test('--nproc 2: Ctrl-C stops every rank at the same step and the launcher exits
     assert.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `rank pid ${pid} still runs`);
   }
 });
+
+/** Once a --nproc launcher's run is 1.5 s into its epoch: the pids of its two ranks. */
+async function ranksMidEpoch(run: Started): Promise<number[]> {
+  await waitFor(() => /Training 1 epochs/.test(run.output()), 60000);
+  await new Promise((r) => setTimeout(r, 1500));
+  const ranks = spawnSync('ps', ['-o', 'pid=', '--ppid', String(run.child.pid)], {
+    encoding: 'utf8',
+  })
+    .stdout.trim()
+    .split(/\s+/)
+    .map(Number);
+  assert.equal(ranks.length, 2, `ranks: ${ranks}`);
+  return ranks;
+}
 
 async function waitFor(cond: () => boolean, ms: number): Promise<void> {
   const t0 = Date.now();

@@ -9,7 +9,7 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { readDataConfig } from '../lib/config/data';
 import { readHyp } from '../lib/config/hyp';
-import { loadSplit } from '../lib/data/split';
+import { loadSplit, toNativeSamples } from '../lib/data/split';
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
 import {
@@ -24,13 +24,7 @@ const data = fixture('shapes5', 'data.yaml');
 const weights = fixture('yolov5n-shapes5.pt');
 
 async function samples(): Promise<NativeSample[]> {
-  const items = await loadSplit(readDataConfig(data), 'train', () => {});
-  return items.map((it) => ({
-    path: it.file,
-    width: it.width,
-    height: it.height,
-    labels: Float32Array.from(it.labels.flat()),
-  }));
+  return toNativeSamples(await loadSplit(readDataConfig(data), 'train', () => {}));
 }
 
 /** Options as lib/train builds them: 64 fixture images at 128 px, batch 16 (4 batches). */

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { DataConfig } from '../config/data';
 import { Yolo5Error, fsReason, show } from '../errors';
 import { labelPathFor, listImages, readLabels } from './labels';
-import { native } from '../native/addon';
+import { native, type NativeSample } from '../native/addon';
 import { cacheRoot, makeDirs } from '../native/paths';
 
 export interface SplitItem {
@@ -16,6 +16,16 @@ export interface SplitItem {
   width: number;
   height: number;
   labels: number[][];
+}
+
+/** The split's images as the native trainer takes them (labels as one flat float32 array each). */
+export function toNativeSamples(items: readonly SplitItem[]): NativeSample[] {
+  return items.map((it) => ({
+    path: it.file,
+    width: it.width,
+    height: it.height,
+    labels: Float32Array.from(it.labels.flat()),
+  }));
 }
 
 /**

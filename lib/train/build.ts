@@ -8,7 +8,7 @@ import * as yaml from 'js-yaml';
 import { readDataConfig, type DataConfig } from '../config/data';
 import { HYP_KEYS, readHyp, type Hyp } from '../config/hyp';
 import type { ModelConfig } from '../config/model';
-import { loadSplit, type SplitItem } from '../data/split';
+import { loadSplit, toNativeSamples, type SplitItem } from '../data/split';
 import { BUILTIN_TARGET } from '../data/builtin';
 import { Yolo5Error, notDownloadedHint } from '../errors';
 import { loadModel } from '../model/load';
@@ -311,16 +311,10 @@ function nativeTrainer(
   items: SplitItem[],
   options: NativeTrainerOptions,
 ): NativeTrainer {
-  const samples = items.map((it) => ({
-    path: it.file,
-    width: it.width,
-    height: it.height,
-    labels: Float32Array.from(it.labels.flat()),
-  }));
   return new (native().NativeTrainer)(
     model.nativeHandle(),
     ema ? ema.nativeHandle() : null,
-    samples,
+    toNativeSamples(items),
     options,
   );
 }

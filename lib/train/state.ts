@@ -7,23 +7,10 @@ import type { HostTensor, Picklable, PlainValue } from '../checkpoint';
 import { Yolo5Error } from '../errors';
 import type { Model } from '../model/model';
 import type { NativeOptimizerBuffer, TypedData } from '../native/addon';
+import { SCALAR_TAGS } from '../report/run-plots';
 
-export const RESULTS_HEADER = [
-  'epoch',
-  'train/box_loss',
-  'train/obj_loss',
-  'train/cls_loss',
-  'metrics/precision',
-  'metrics/recall',
-  'metrics/mAP_0.5',
-  'metrics/mAP_0.5:0.95',
-  'val/box_loss',
-  'val/obj_loss',
-  'val/cls_loss',
-  'x/lr0',
-  'x/lr1',
-  'x/lr2',
-];
+/** results.csv's columns: the epoch, then the values each epoch also logs to TensorBoard. */
+export const RESULTS_HEADER = ['epoch', ...SCALAR_TAGS];
 
 /** The training state after the last finished epoch (checkpoint key `train_state`). */
 export interface TrainState {
