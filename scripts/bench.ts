@@ -19,6 +19,8 @@
  *            --cudnn-benchmark 1|0 (CUDA: default 1)
  *            --torch-baseline 1 (also time scripts/torch-step.py, our PyTorch-eager fp32 step, in
  *            each round; --python python3)
+ *            --profile 1: one more run of each row under LibTorch's profiler (YOLO5_PROFILE): per layer,
+ *            forward and backward ms and their rate against the matmul rate; the top operators
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -67,6 +69,8 @@ interface ChildResult {
   gflops640: number;
   /** GFLOP of one training step of this configuration (see stepGflop). */
   stepGflop: number;
+  /** Each layer's forward GFLOP at this size and batch (model.{i}). */
+  layerGflop: number[];
   /** ms/step of every repeat (the row is the median one). */
   repeatsMsPerStep?: number[];
   loaderImagesPerSecondPerWorker?: number;
@@ -181,6 +185,7 @@ async function child(): Promise<void> {
     parameters: info.parameters,
     gflops640: info.gflops,
     stepGflop: stepGflop(info.layerGflops, freeze, imgsz, batch),
+    layerGflop: info.layerGflops.map((g) => g * (imgsz / 640) ** 2 * batch),
     phasesMs: {
       data: phase('data'),
       forward: phase('forward'),
@@ -217,6 +222,20 @@ interface ConfigResult {
   detect?: DetectLatency;
   /** --torch-baseline 1: scripts/torch-step.py's fp32 step (PyTorch eager), interleaved. */
   pytorch?: TorchRow[];
+  /** --profile 1: one more run of each row under LibTorch's profiler (binding/train/profile.h). */
+  profiles?: StepProfile[];
+}
+
+/** What YOLO5_PROFILE writes (per step), with the row it profiled. */
+interface StepProfile {
+  freeze: number;
+  amp: NativeAmp;
+  layerGflop: number[];
+  steps: number;
+  phases: Record<string, number>;
+  layers: { layer: number | 'loss'; forwardMs: number; backwardMs: number }[];
+  unmappedBackwardMs: number;
+  ops: { phase: string; name: string; ms: number; calls: number }[];
 }
 
 interface TorchRow {
@@ -287,6 +306,25 @@ async function runTraining(
     if (torch)
       for (const f of freezes) torchRuns.get(f)!.push(runTorchStep(cfg, imgsz, batch, steps, f));
   }
+  const profiles: StepProfile[] = [];
+  if (arg('profile', '0') === '1') {
+    // Separate runs: the profiler's own overhead stays out of the timed rows.
+    for (const { amp, freeze } of keys) {
+      const file = path.join(os.tmpdir(), `yolo5-profile-${process.pid}-${amp}-${freeze}.json`);
+      const args = ['--child', '--cfg', cfg, '--img', String(imgsz), '--batch', String(batch)];
+      args.push('--steps', String(steps), '--freeze', String(freeze), '--amp', amp);
+      const r = spawnSync(process.execPath, [__filename, ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, YOLO5_PROFILE: file },
+      });
+      if (r.status !== 0 || !fs.existsSync(file))
+        throw new Error(`profile run (freeze ${freeze} amp ${amp}) wrote no profile:\n${r.stderr}`);
+      const row = JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult;
+      const p = JSON.parse(fs.readFileSync(file, 'utf8')) as Omit<StepProfile, 'freeze' | 'amp'>;
+      fs.rmSync(file);
+      profiles.push({ ...p, freeze, amp: row.amp, layerGflop: row.layerGflop });
+    }
+  }
   const rows = [...runs.values()].map((each) => {
     const all = [...each].sort((a, b) => a.msPerStep - b.msPerStep);
     const row = all[Math.floor((all.length - 1) / 2)]!;
@@ -296,7 +334,14 @@ async function runTraining(
     const row = [...each].sort((a, b) => a.msPerStep - b.msPerStep)[(each.length - 1) >> 1]!;
     return { ...row, repeatsMsPerStep: each.map((r) => r.msPerStep) };
   });
-  return { cfg, imgsz, batch, rows, ...(torch ? { pytorch } : {}) };
+  return {
+    cfg,
+    imgsz,
+    batch,
+    rows,
+    ...(torch ? { pytorch } : {}),
+    ...(profiles.length ? { profiles } : {}),
+  };
 }
 
 /** One configuration as `nproc` ranks (torchrun's variables, a free loopback port); rank 0's result. */
@@ -392,6 +437,7 @@ function printConfig(c: ConfigResult, matmul: number, threads: number): void {
     );
   }
   if (c.pytorch) printTorchBaseline(c);
+  for (const p of c.profiles ?? []) printProfile(p, matmul);
   if (c.detect) {
     const d = c.detect;
     console.log(
@@ -400,21 +446,62 @@ function printConfig(c: ConfigResult, matmul: number, threads: number): void {
   }
 }
 
-/** yolo5's fp32 rows beside the PyTorch-eager baseline: speedup = PyTorch ms / yolo5 ms. */
+/**
+ * One profiled row: each layer's forward and backward ms and rate against the fp32 matmul rate,
+ * then the operators that took the most. Backward GFLOP: twice the forward (gradients for the
+ * input and the weights) for trainable layers, once for the first (its input needs none).
+ */
+function printProfile(p: StepProfile, matmul: number): void {
+  const total = Object.values(p.phases).reduce((a, b) => a + b, 0);
+  const phases = Object.entries(p.phases)
+    .map(([k, v]) => `${k.replace('yolo5::', '')} ${v.toFixed(1)}`)
+    .join(', ');
+  console.log(
+    `\nStep profile, --freeze ${p.freeze}, amp ${p.amp} (LibTorch's profiler over ${p.steps} steps, its overhead included): ${total.toFixed(1)} ms/step (${phases}); backward not traced to a layer: ${p.unmappedBackwardMs.toFixed(1)} ms\n`,
+  );
+  console.log(
+    '| layer | fwd GFLOP | fwd ms | fwd GFLOP/s | of matmul | bwd ms | bwd GFLOP/s | of matmul |',
+  );
+  console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  const pct = (rate: number): string => `${((100 * rate) / matmul).toFixed(0)}%`;
+  for (const l of p.layers) {
+    if (l.layer === 'loss') {
+      console.log(
+        `| loss | – | ${l.forwardMs.toFixed(1)} | – | – | ${l.backwardMs.toFixed(1)} | – | – |`,
+      );
+      continue;
+    }
+    const g = p.layerGflop[l.layer] ?? 0;
+    const gb = l.layer < p.freeze ? 0 : (l.layer === p.freeze ? 1 : 2) * g;
+    const fr = g / (l.forwardMs / 1000);
+    const br = l.backwardMs > 0.05 && gb > 0 ? gb / (l.backwardMs / 1000) : 0;
+    console.log(
+      `| ${l.layer} | ${g.toFixed(2)} | ${l.forwardMs.toFixed(1)} | ${fr.toFixed(0)} | ${pct(fr)} | ${l.backwardMs.toFixed(1)} | ${br ? br.toFixed(0) : '–'} | ${br ? pct(br) : '–'} |`,
+    );
+  }
+  console.log('\n| phase | operator | calls/step | ms/step | of step |');
+  console.log('| --- | --- | ---: | ---: | ---: |');
+  for (const o of [...p.ops].sort((a, b) => b.ms - a.ms).slice(0, 12))
+    console.log(
+      `| ${o.phase.replace('yolo5::', '')} | ${o.name.replace(/^torch::autograd::CppNode<(.*)>$/, '$1')} | ${o.calls.toFixed(0)} | ${o.ms.toFixed(1)} | ${((100 * o.ms) / total).toFixed(0)}% |`,
+    );
+}
+
+/** yolo5's rows (each amp mode) beside the PyTorch-eager fp32 baseline: speedup = PyTorch ms / yolo5 ms. */
 function printTorchBaseline(c: ConfigResult): void {
   console.log(
     `\nPyTorch eager (${c.pytorch![0]!.torch}, scripts/torch-step.py, synthetic batches), fp32:\n`,
   );
   console.log(
-    '| freeze | yolo5 ms/step | PyTorch ms/step | speedup | yolo5 RSS MB | PyTorch RSS MB |',
+    '| freeze | yolo5 amp | yolo5 ms/step | PyTorch fp32 ms/step | speedup | yolo5 RSS MB | PyTorch RSS MB |',
   );
-  console.log('| ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log('| ---: | --- | ---: | ---: | ---: | ---: | ---: |');
   for (const t of c.pytorch!) {
-    const y = c.rows.find((r) => r.freeze === t.freeze && r.amp === 'off');
-    if (!y) continue;
-    console.log(
-      `| ${t.freeze} | ${y.msPerStep.toFixed(0)} | ${t.msPerStep.toFixed(0)} | ${(t.msPerStep / y.msPerStep).toFixed(2)} | ${y.peakRssMB.toFixed(0)} | ${t.peakRssMB.toFixed(0)} |`,
-    );
+    for (const y of c.rows.filter((r) => r.freeze === t.freeze)) {
+      console.log(
+        `| ${t.freeze} | ${y.amp} | ${y.msPerStep.toFixed(0)} | ${t.msPerStep.toFixed(0)} | ${(t.msPerStep / y.msPerStep).toFixed(2)} | ${y.peakRssMB.toFixed(0)} | ${t.peakRssMB.toFixed(0)} |`,
+      );
+    }
   }
   const each = c.pytorch!.map(
     (t) => `--freeze ${t.freeze}: ${t.repeatsMsPerStep!.map((m) => m.toFixed(0)).join(', ')}`,

@@ -180,6 +180,9 @@ std::vector<torch::Tensor> YoloModelImpl::run(const torch::Tensor& input) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     std::optional<torch::NoGradGuard> no_grad;
     if (i < no_grad_until) no_grad.emplace();
+    // The layer's parameter prefix names its scope for the step profile (train/profile.h); the
+    // name is built only while a profiler listens.
+    RECORD_USER_SCOPE("model." + std::to_string(i));
     std::vector<torch::Tensor> inputs;
     inputs.reserve(from_[i].size());
     for (int f : from_[i]) inputs.push_back(f < 0 ? x : saved[static_cast<size_t>(f)]);

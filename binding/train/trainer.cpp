@@ -151,16 +151,22 @@ torch::Tensor Trainer::batch_images(const torch::Tensor& images, int64_t ni) con
 }
 
 LossOutput Trainer::forward_loss(const torch::Tensor& images, const torch::Tensor& targets) {
+  RECORD_USER_SCOPE(kForwardScope);  // these scopes name the phases for YOLO5_PROFILE
   std::vector<torch::Tensor> raw;
   {
     SyncBatchNormScope sync_bn(bn_sums_.get());
     AutocastGuard autocast(opts_.amp, device_);
     raw = model_->forward(images).raw;  // fp32 (the model casts its head's outputs)
   }
-  return compute_loss(raw, targets, model_->detect(), opts_.loss);
+  const auto loss = [&] {
+    RECORD_USER_SCOPE(kLossScope);
+    return compute_loss(raw, targets, model_->detect(), opts_.loss);
+  };
+  return loss();
 }
 
 void Trainer::backward(const LossOutput& loss) {
+  RECORD_USER_SCOPE(kBackwardScope);
   auto total = loss_for_backward(loss);
   if (scaler_) total = scaler_->scale(total);
   if (!grad_sync_) return total.backward();
@@ -183,6 +189,7 @@ bool Trainer::unscale_gradients() {
 
 bool Trainer::maybe_step(int64_t ni, int accumulate) {
   if (ni - last_opt_step_.load() < accumulate) return false;
+  RECORD_USER_SCOPE(kOptimizerScope);
   // As the reference's GradScaler: unscale before clipping; a step with inf/NaN is skipped.
   if (unscale_gradients()) {
     torch::nn::utils::clip_grad_norm_(optimizer_->parameters(), kMaxGradNorm);
@@ -220,6 +227,7 @@ EpochStats Trainer::run_epoch(int64_t epoch, bool mosaic,
     for (auto& e : batch->errors) stats.warnings.push_back(e);
     const int64_t ni = i + nb * epoch;
     if (schedule_.warming_up(ni)) accumulate = warmup(ni, epoch_lr);
+    if (profiler_) profiler_->before_step(ni);
     auto imgs = batch_images(batch->images, ni);
     auto targets = batch->targets.to(device_);
     auto out = forward_loss(imgs, targets);
@@ -245,6 +253,7 @@ EpochStats Trainer::run_epoch(int64_t epoch, bool mosaic,
     lap(stats.times.backward);
     maybe_step(ni, accumulate);
     lap(stats.times.optimizer);
+    if (profiler_) profiler_->after_step(ni);
     mloss = (mloss * static_cast<double>(i) + parts) / static_cast<double>(i + 1);
     stats.images += batch->images.size(0);
     if (on_batch) {

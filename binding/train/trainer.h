@@ -16,6 +16,7 @@
 #include "train/dist.h"
 #include "train/ema.h"
 #include "train/optimizer.h"
+#include "train/profile.h"
 #include "train/scaler.h"
 #include "train/schedule.h"
 
@@ -152,6 +153,7 @@ class Trainer {
   int64_t skipped_steps_ = 0;  // this epoch
   torch::Device device_{torch::kCPU};
   std::atomic<int64_t> last_opt_step_{-1};
+  std::unique_ptr<StepProfiler> profiler_ = StepProfiler::from_env();
   std::unique_ptr<GradientSync> grad_sync_;
   std::unique_ptr<GroupChannelSums> bn_sums_;
 };
