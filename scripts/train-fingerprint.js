@@ -4,7 +4,9 @@
 // be compared bit for bit: run it on each and diff the outputs.
 //   node scripts/train-fingerprint.js [package root, default: this checkout] > fingerprint.json
 // Covers SGD with warmup, AdamW with a cosine schedule and multi-scale, Adam with frozen layers
-// and rect batches, and an aborted run's resumable checkpoint (optimizer state) and its resume.
+// and rect batches, and an aborted run's resumable checkpoint (optimizer state) and its resume, in
+// fp32; then SGD and frozen Adam in bf16 autocast (on a CPU without bf16 hardware they run
+// emulated: slow, and their hashes differ from such a CPU's).
 'use strict';
 const crypto = require('node:crypto');
 const fs = require('node:fs');
@@ -77,12 +79,15 @@ async function main() {
     seed: 3,
     threads: 2,
     noautoanchor: true,
+    amp: 'off',
     project,
   };
   const configs = {
     sgd: {},
     adamw_cos_multiscale: { optimizer: 'AdamW', cosLr: true, multiScale: true },
     adam_freeze_rect: { optimizer: 'Adam', freeze: 10, rect: true, hyp: { lr0: 0.001 } },
+    sgd_bf16: { amp: 'bf16' },
+    adam_freeze_bf16: { optimizer: 'Adam', freeze: 10, amp: 'bf16', hyp: { lr0: 0.001 } },
   };
   const out = {};
   for (const [name, extra] of Object.entries(configs)) {

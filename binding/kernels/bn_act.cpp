@@ -10,12 +10,13 @@
 #include <cstring>
 #include <vector>
 
-// The element loops below are compiled twice on x86-64 Linux, for x86-64-v3 (AVX2 + FMA: 1.7x
-// faster here than AVX2 alone) and for the baseline, and the loader picks one per CPU: a prebuilt
-// binary stays runnable everywhere.
+// The element loops below are compiled three times on x86-64 Linux, for x86-64-v4 (AVX-512),
+// x86-64-v3 (AVX2 + FMA: 1.7x faster than AVX2 alone) and the baseline, and the loader picks one
+// per CPU: a prebuilt binary stays runnable everywhere.
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && \
     __GNUC__ >= 12
-#define YOLO5_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define YOLO5_SIMD_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #elif defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
 #define YOLO5_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -24,8 +25,35 @@
 
 namespace yolo5 {
 
+#if defined(__GNUC__) || defined(__clang__)
+#define YOLO5_INLINE inline __attribute__((always_inline))
+#else
+#define YOLO5_INLINE inline
+#endif
+
 // External linkage: multiversioned functions need a global resolver.
 namespace bn_kernels {
+
+// Activations come as float32, or under autocast as bfloat16 (its bits): the kernels read and
+// write that type and compute in float32, so a bf16 layer needs no fp32 copy of its input, nor
+// one of its output, nor their two conversions back in the backward pass.
+using bf16_bits = uint16_t;
+
+YOLO5_INLINE float load(float v) { return v; }
+YOLO5_INLINE float load(bf16_bits v) {
+  const uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+YOLO5_INLINE void store(float& to, float v) { to = v; }
+// Round to nearest even, as LibTorch's float → bfloat16 (a NaN stays a quiet NaN).
+YOLO5_INLINE void store(bf16_bits& to, float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  to = static_cast<bf16_bits>(v != v ? 0x7FC0u : rounded);
+}
 
 // e^x within ~1 ulp, written so the compiler vectorises it: round x/ln2 to k, a degree-6
 // polynomial for e^r on |r| ≤ ln2/2, and 2^k from the exponent bits. The clamps are written as
@@ -57,58 +85,78 @@ inline float silu_grad(float y) {
 
 // NHWC: `rows` rows of C channels. NCHW: one plane of n values of one channel.
 
-YOLO5_SIMD_CLONES void rows_stats(const float* x, int64_t rows, int64_t C, double* s, double* q) {
+// Each loop is a template inlined into one multiversioned function per element type (T: float
+// or bf16_bits), so that every clone gets its own vectorised loop.
+template <typename T>
+YOLO5_INLINE void rows_stats_t(const T* x, int64_t rows, int64_t C, double* s, double* q) {
   for (int64_t r = 0; r < rows; ++r, x += C) {
     for (int64_t c = 0; c < C; ++c) {
-      const double v = x[c];
+      const double v = load(x[c]);
       s[c] += v;
       q[c] += v * v;
     }
   }
 }
 
-YOLO5_SIMD_CLONES void plane_stats(const float* x, int64_t n, double* s, double* q) {
+template <typename T>
+YOLO5_INLINE void plane_stats_t(const T* x, int64_t n, double* s, double* q) {
   double as[8] = {0, 0, 0, 0, 0, 0, 0, 0}, aq[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     for (int l = 0; l < 8; ++l) {
-      const double v = x[i + l];
+      const double v = load(x[i + l]);
       as[l] += v;
       aq[l] += v * v;
     }
   }
   double ts = 0, tq = 0;
   for (int l = 0; l < 8; ++l) ts += as[l], tq += aq[l];
-  for (; i < n; ++i) ts += x[i], tq += static_cast<double>(x[i]) * x[i];
+  for (; i < n; ++i) {
+    const double v = load(x[i]);
+    ts += v, tq += v * v;
+  }
   *s += ts;
   *q += tq;
 }
 
-YOLO5_SIMD_CLONES void rows_apply(const float* x, float* z, int64_t rows, int64_t C, const float* a,
-                                  const float* b, bool act) {
+template <typename T>
+YOLO5_INLINE void rows_apply_t(const T* x, T* z, int64_t rows, int64_t C, const float* a,
+                               const float* b, bool act) {
   for (int64_t r = 0; r < rows; ++r, x += C, z += C) {
     if (act) {
-      for (int64_t c = 0; c < C; ++c) z[c] = silu(x[c] * a[c] + b[c]);
+      for (int64_t c = 0; c < C; ++c) store(z[c], silu(load(x[c]) * a[c] + b[c]));
     } else {
-      for (int64_t c = 0; c < C; ++c) z[c] = x[c] * a[c] + b[c];
+      for (int64_t c = 0; c < C; ++c) store(z[c], load(x[c]) * a[c] + b[c]);
     }
   }
 }
 
-YOLO5_SIMD_CLONES void plane_apply(const float* x, float* z, int64_t n, float a, float b,
-                                   bool act) {
+template <typename T>
+YOLO5_INLINE void plane_apply_t(const T* x, T* z, int64_t n, float a, float b, bool act) {
   if (act) {
-    for (int64_t i = 0; i < n; ++i) z[i] = silu(x[i] * a + b);
+    for (int64_t i = 0; i < n; ++i) store(z[i], silu(load(x[i]) * a + b));
   } else {
-    for (int64_t i = 0; i < n; ++i) z[i] = x[i] * a + b;
+    for (int64_t i = 0; i < n; ++i) store(z[i], load(x[i]) * a + b);
   }
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-#define YOLO5_INLINE inline __attribute__((always_inline))
-#else
-#define YOLO5_INLINE inline
-#endif
+#define YOLO5_FOR_EACH_TYPE(DEFINE) DEFINE(float) DEFINE(bf16_bits)
+
+#define YOLO5_DEFINE_FORWARD(T)                                                                  \
+  YOLO5_SIMD_CLONES void rows_stats(const T* x, int64_t rows, int64_t C, double* s, double* q) { \
+    rows_stats_t(x, rows, C, s, q);                                                              \
+  }                                                                                              \
+  YOLO5_SIMD_CLONES void plane_stats(const T* x, int64_t n, double* s, double* q) {              \
+    plane_stats_t(x, n, s, q);                                                                   \
+  }                                                                                              \
+  YOLO5_SIMD_CLONES void rows_apply(const T* x, T* z, int64_t rows, int64_t C, const float* a,   \
+                                    const float* b, bool act) {                                  \
+    rows_apply_t(x, z, rows, C, a, b, act);                                                      \
+  }                                                                                              \
+  YOLO5_SIMD_CLONES void plane_apply(const T* x, T* z, int64_t n, float a, float b, bool act) {  \
+    plane_apply_t(x, z, n, a, b, act);                                                           \
+  }
+YOLO5_FOR_EACH_TYPE(YOLO5_DEFINE_FORWARD)
 
 // The gradient at the BatchNorm output from the one at the activation's: gy = gz·act'(a·x + b).
 template <bool Act>
@@ -121,94 +169,100 @@ YOLO5_INLINE float grad_at_bn(float gz, float x, float a, float b) {
 }
 
 // Backward sums: sg += Σ gy, sgx += Σ gy·(x − m). Templates inline into the clones below, so
-// each activation gets its own branch-free loop.
-template <bool Act>
-YOLO5_INLINE void rows_grad_sums_t(const float* gz, const float* x, int64_t rows, int64_t C,
-                                   const float* a, const float* b, const float* m, double* sg,
-                                   double* sgx) {
+// each activation and element type gets its own branch-free loop.
+template <bool Act, typename T>
+YOLO5_INLINE void rows_grad_sums_t(const T* gz, const T* x, int64_t rows, int64_t C, const float* a,
+                                   const float* b, const float* m, double* sg, double* sgx) {
   for (int64_t r = 0; r < rows; ++r, x += C, gz += C) {
     for (int64_t c = 0; c < C; ++c) {
-      const float gy = grad_at_bn<Act>(gz[c], x[c], a[c], b[c]);
+      const float xv = load(x[c]);
+      const float gy = grad_at_bn<Act>(load(gz[c]), xv, a[c], b[c]);
       sg[c] += gy;
-      sgx[c] += static_cast<double>(gy) * (x[c] - m[c]);
+      sgx[c] += static_cast<double>(gy) * (xv - m[c]);
     }
   }
 }
 
-YOLO5_SIMD_CLONES void rows_grad_sums(const float* gz, const float* x, int64_t rows, int64_t C,
-                                      const float* a, const float* b, const float* m, bool act,
-                                      double* sg, double* sgx) {
-  if (act)
-    rows_grad_sums_t<true>(gz, x, rows, C, a, b, m, sg, sgx);
-  else
-    rows_grad_sums_t<false>(gz, x, rows, C, a, b, m, sg, sgx);
-}
-
-template <bool Act>
-YOLO5_INLINE void plane_grad_sums_t(const float* gz, const float* x, int64_t n, float a, float b,
-                                    float m, double* sg, double* sgx) {
+template <bool Act, typename T>
+YOLO5_INLINE void plane_grad_sums_t(const T* gz, const T* x, int64_t n, float a, float b, float m,
+                                    double* sg, double* sgx) {
   double as[8] = {0, 0, 0, 0, 0, 0, 0, 0}, ax[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     for (int l = 0; l < 8; ++l) {
-      const float gy = grad_at_bn<Act>(gz[i + l], x[i + l], a, b);
+      const float xv = load(x[i + l]);
+      const float gy = grad_at_bn<Act>(load(gz[i + l]), xv, a, b);
       as[l] += gy;
-      ax[l] += static_cast<double>(gy) * (x[i + l] - m);
+      ax[l] += static_cast<double>(gy) * (xv - m);
     }
   }
   double ts = 0, tx = 0;
   for (int l = 0; l < 8; ++l) ts += as[l], tx += ax[l];
   for (; i < n; ++i) {
-    const float gy = grad_at_bn<Act>(gz[i], x[i], a, b);
+    const float xv = load(x[i]);
+    const float gy = grad_at_bn<Act>(load(gz[i]), xv, a, b);
     ts += gy;
-    tx += static_cast<double>(gy) * (x[i] - m);
+    tx += static_cast<double>(gy) * (xv - m);
   }
   *sg += ts;
   *sgx += tx;
 }
 
-YOLO5_SIMD_CLONES void plane_grad_sums(const float* gz, const float* x, int64_t n, float a, float b,
-                                       float m, bool act, double* sg, double* sgx) {
-  if (act)
-    plane_grad_sums_t<true>(gz, x, n, a, b, m, sg, sgx);
-  else
-    plane_grad_sums_t<false>(gz, x, n, a, b, m, sg, sgx);
-}
-
 // gx = a·gy + k1·(x − m) + k0.
-template <bool Act>
-YOLO5_INLINE void rows_grad_input_t(const float* gz, const float* x, float* gx, int64_t rows,
-                                    int64_t C, const float* a, const float* b, const float* m,
-                                    const float* k1, const float* k0) {
+template <bool Act, typename T>
+YOLO5_INLINE void rows_grad_input_t(const T* gz, const T* x, T* gx, int64_t rows, int64_t C,
+                                    const float* a, const float* b, const float* m, const float* k1,
+                                    const float* k0) {
   for (int64_t r = 0; r < rows; ++r, x += C, gz += C, gx += C) {
-    for (int64_t c = 0; c < C; ++c)
-      gx[c] = a[c] * grad_at_bn<Act>(gz[c], x[c], a[c], b[c]) + k1[c] * (x[c] - m[c]) + k0[c];
+    for (int64_t c = 0; c < C; ++c) {
+      const float xv = load(x[c]);
+      store(gx[c],
+            a[c] * grad_at_bn<Act>(load(gz[c]), xv, a[c], b[c]) + k1[c] * (xv - m[c]) + k0[c]);
+    }
   }
 }
 
-YOLO5_SIMD_CLONES void rows_grad_input(const float* gz, const float* x, float* gx, int64_t rows,
-                                       int64_t C, const float* a, const float* b, const float* m,
-                                       const float* k1, const float* k0, bool act) {
-  if (act)
-    rows_grad_input_t<true>(gz, x, gx, rows, C, a, b, m, k1, k0);
-  else
-    rows_grad_input_t<false>(gz, x, gx, rows, C, a, b, m, k1, k0);
+template <bool Act, typename T>
+YOLO5_INLINE void plane_grad_input_t(const T* gz, const T* x, T* gx, int64_t n, float a, float b,
+                                     float m, float k1, float k0) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float xv = load(x[i]);
+    store(gx[i], a * grad_at_bn<Act>(load(gz[i]), xv, a, b) + k1 * (xv - m) + k0);
+  }
 }
 
-template <bool Act>
-YOLO5_INLINE void plane_grad_input_t(const float* gz, const float* x, float* gx, int64_t n, float a,
-                                     float b, float m, float k1, float k0) {
-  for (int64_t i = 0; i < n; ++i)
-    gx[i] = a * grad_at_bn<Act>(gz[i], x[i], a, b) + k1 * (x[i] - m) + k0;
-}
-
-YOLO5_SIMD_CLONES void plane_grad_input(const float* gz, const float* x, float* gx, int64_t n,
-                                        float a, float b, float m, float k1, float k0, bool act) {
-  if (act)
-    plane_grad_input_t<true>(gz, x, gx, n, a, b, m, k1, k0);
-  else
-    plane_grad_input_t<false>(gz, x, gx, n, a, b, m, k1, k0);
-}
+#define YOLO5_DEFINE_BACKWARD(T)                                                                  \
+  YOLO5_SIMD_CLONES void rows_grad_sums(const T* gz, const T* x, int64_t rows, int64_t C,         \
+                                        const float* a, const float* b, const float* m, bool act, \
+                                        double* sg, double* sgx) {                                \
+    if (act)                                                                                      \
+      rows_grad_sums_t<true>(gz, x, rows, C, a, b, m, sg, sgx);                                   \
+    else                                                                                          \
+      rows_grad_sums_t<false>(gz, x, rows, C, a, b, m, sg, sgx);                                  \
+  }                                                                                               \
+  YOLO5_SIMD_CLONES void plane_grad_sums(const T* gz, const T* x, int64_t n, float a, float b,    \
+                                         float m, bool act, double* sg, double* sgx) {            \
+    if (act)                                                                                      \
+      plane_grad_sums_t<true>(gz, x, n, a, b, m, sg, sgx);                                        \
+    else                                                                                          \
+      plane_grad_sums_t<false>(gz, x, n, a, b, m, sg, sgx);                                       \
+  }                                                                                               \
+  YOLO5_SIMD_CLONES void rows_grad_input(const T* gz, const T* x, T* gx, int64_t rows, int64_t C, \
+                                         const float* a, const float* b, const float* m,          \
+                                         const float* k1, const float* k0, bool act) {            \
+    if (act)                                                                                      \
+      rows_grad_input_t<true>(gz, x, gx, rows, C, a, b, m, k1, k0);                               \
+    else                                                                                          \
+      rows_grad_input_t<false>(gz, x, gx, rows, C, a, b, m, k1, k0);                              \
+  }                                                                                               \
+  YOLO5_SIMD_CLONES void plane_grad_input(const T* gz, const T* x, T* gx, int64_t n, float a,     \
+                                          float b, float m, float k1, float k0, bool act) {       \
+    if (act)                                                                                      \
+      plane_grad_input_t<true>(gz, x, gx, n, a, b, m, k1, k0);                                    \
+    else                                                                                          \
+      plane_grad_input_t<false>(gz, x, gx, n, a, b, m, k1, k0);                                   \
+  }
+YOLO5_FOR_EACH_TYPE(YOLO5_DEFINE_BACKWARD)
 
 }  // namespace bn_kernels
 
@@ -320,7 +374,8 @@ double sum_over_ranks(ChannelSumsReducer* sync, std::vector<double>& a, std::vec
 
 // Batch statistics (over every rank with `sync`); updates the running ones (momentum as
 // PyTorch: unbiased variance).
-Stats batch_stats(const Layout& L, const float* x, torch::Tensor& running_mean,
+template <typename T>
+Stats batch_stats(const Layout& L, const T* x, torch::Tensor& running_mean,
                   torch::Tensor& running_var, double momentum, double eps,
                   ChannelSumsReducer* sync) {
   std::vector<double> s, q;
@@ -351,7 +406,8 @@ Stats batch_stats(const Layout& L, const float* x, torch::Tensor& running_mean,
 }
 
 // z = act(a·x + b) per channel.
-void normalize_act(const Layout& L, const float* x, float* z, const std::vector<float>& a,
+template <typename T>
+void normalize_act(const Layout& L, const T* x, T* z, const std::vector<float>& a,
                    const std::vector<float>& b, bool act) {
   const auto ta = tiled(L, a), tb = tiled(L, b);
   for_each_block(
@@ -363,6 +419,18 @@ void normalize_act(const Layout& L, const float* x, float* z, const std::vector<
         const int64_t off = (n * L.C + c) * L.HW;
         plane_apply(x + off, z + off, L.HW, a[c], b[c], act);
       });
+}
+
+// Calls f(T{}) with T the element type the kernels read x as: float, or bfloat16's bits.
+template <typename F>
+auto with_elements(const torch::Tensor& x, F&& f) {
+  if (x.scalar_type() == torch::kBFloat16) return f(bf16_bits{});
+  return f(float{});
+}
+
+template <typename T>
+T* elements(const torch::Tensor& t) {
+  return static_cast<T*>(t.data_ptr());
 }
 
 std::vector<float> to_floats(const torch::Tensor& t) {
@@ -395,11 +463,15 @@ class BnActFunction : public torch::autograd::Function<BnActFunction> {
                                torch::Tensor running_var, double momentum, double eps, bool act) {
     const auto L = layout_of(x);
     auto* sync = current_sync;
-    auto st = batch_stats(L, x.data_ptr<float>(), running_mean, running_var, momentum, eps, sync);
-    std::vector<float> a, b;
-    scale_shift(st, to_floats(weight), to_floats(bias), a, b);
     auto z = torch::empty_like(x);
-    normalize_act(L, x.data_ptr<float>(), z.data_ptr<float>(), a, b, act);
+    const auto st = with_elements(x, [&](auto t) {
+      using T = decltype(t);
+      auto st = batch_stats(L, elements<T>(x), running_mean, running_var, momentum, eps, sync);
+      std::vector<float> a, b;
+      scale_shift(st, to_floats(weight), to_floats(bias), a, b);
+      normalize_act(L, elements<T>(x), elements<T>(z), a, b, act);
+      return st;
+    });
     ctx->save_for_backward({x, weight, bias});
     ctx->saved_data["mean"] = from_floats(st.mean);
     ctx->saved_data["invstd"] = from_floats(st.invstd);
@@ -420,13 +492,44 @@ class BnActFunction : public torch::autograd::Function<BnActFunction> {
     const bool act = ctx->saved_data["act"].toBool();
     const auto L = layout_of(x);
     // The incoming gradient in x's memory layout (a channel slice of a concat's gradient is not).
-    auto gz = grads[0].contiguous(L.rows ? torch::MemoryFormat::ChannelsLast
-                                         : torch::MemoryFormat::Contiguous);
+    auto gz = grads[0]
+                  .to(x.scalar_type())
+                  .contiguous(L.rows ? torch::MemoryFormat::ChannelsLast
+                                     : torch::MemoryFormat::Contiguous);
     std::vector<float> a, b;
     const auto gamma = to_floats(saved[1]);
     scale_shift(st, gamma, to_floats(saved[2]), a, b);
-    const float* xp = x.data_ptr<float>();
-    const float* gp = gz.data_ptr<float>();
+    const double M = ctx->saved_data["count"].toDouble();
+    auto* sync = reinterpret_cast<ChannelSumsReducer*>(ctx->saved_data["sync"].toInt());
+    const bool input_grad = ctx->needs_input_grad(0);
+    torch::Tensor gx = input_grad ? torch::empty_like(x) : torch::Tensor();
+    std::vector<float> g_gamma, g_beta;
+    with_elements(x, [&](auto t) {
+      using T = decltype(t);
+      gradients(L, elements<T>(gz), elements<T>(x), input_grad ? elements<T>(gx) : nullptr, st, a,
+                b, act, M, sync, g_gamma, g_beta);
+      return 0;
+    });
+    auto like = [&](const std::vector<float>& v, const torch::Tensor& p) {
+      return from_floats(v).to(p.scalar_type());
+    };
+    return {gx,
+            ctx->needs_input_grad(1) ? like(g_gamma, saved[1]) : torch::Tensor(),
+            ctx->needs_input_grad(2) ? like(g_beta, saved[2]) : torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor()};
+  }
+
+ private:
+  // The weight and bias gradients, and gx (when not null) from the two backward passes.
+  template <typename T>
+  static void gradients(const Layout& L, const T* gp, const T* xp, T* out, const Stats& st,
+                        const std::vector<float>& a, const std::vector<float>& b, bool act,
+                        double M, ChannelSumsReducer* sync, std::vector<float>& g_gamma,
+                        std::vector<float>& g_beta) {
     const auto ta = tiled(L, a), tb = tiled(L, b), tm = tiled(L, st.mean);
     std::vector<double> sg, sgx;
     channel_sums(
@@ -439,48 +542,33 @@ class BnActFunction : public torch::autograd::Function<BnActFunction> {
           const int64_t off = (n * L.C + c) * L.HW;
           plane_grad_sums(gp + off, xp + off, L.HW, a[c], b[c], st.mean[c], act, ps, px);
         });
-    const double M = ctx->saved_data["count"].toDouble();
-    std::vector<float> g_gamma(L.C), g_beta(L.C), k1(L.C), k0(L.C);
+    std::vector<float> k1(L.C), k0(L.C);
+    g_gamma.resize(L.C);
+    g_beta.resize(L.C);
     for (int64_t c = 0; c < L.C; ++c) {
       g_beta[c] = static_cast<float>(sg[c]);
       g_gamma[c] = static_cast<float>(sgx[c] * st.invstd[c]);
     }
+    if (out == nullptr) return;
     // The input gradient needs the sums over every rank's batch, as its statistics did.
-    auto* sync = reinterpret_cast<ChannelSumsReducer*>(ctx->saved_data["sync"].toInt());
-    if (sync && ctx->needs_input_grad(0)) sum_over_ranks(sync, sg, sgx, 0);
+    if (sync) sum_over_ranks(sync, sg, sgx, 0);
     for (int64_t c = 0; c < L.C; ++c) {
       const double inv = st.invstd[c];
       k1[c] = static_cast<float>(-a[c] * inv * inv * sgx[c] / M);
       k0[c] = static_cast<float>(-a[c] * sg[c] / M);
     }
-    torch::Tensor gx;
-    if (ctx->needs_input_grad(0)) {
-      gx = torch::empty_like(x);
-      float* out = gx.data_ptr<float>();
-      const auto tk1 = tiled(L, k1), tk0 = tiled(L, k0);
-      for_each_block(
-          L,
-          [&](Rows r) {
-            rows_grad_input(gp + r.offset, xp + r.offset, out + r.offset, r.count, r.width,
-                            ta.data(), tb.data(), tm.data(), tk1.data(), tk0.data(), act);
-          },
-          [&](int64_t n, int64_t c) {
-            const int64_t off = (n * L.C + c) * L.HW;
-            plane_grad_input(gp + off, xp + off, out + off, L.HW, a[c], b[c], st.mean[c], k1[c],
-                             k0[c], act);
-          });
-    }
-    auto like = [&](const std::vector<float>& v, const torch::Tensor& p) {
-      return from_floats(v).to(p.scalar_type());
-    };
-    return {gx,
-            ctx->needs_input_grad(1) ? like(g_gamma, saved[1]) : torch::Tensor(),
-            ctx->needs_input_grad(2) ? like(g_beta, saved[2]) : torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor(),
-            torch::Tensor()};
+    const auto tk1 = tiled(L, k1), tk0 = tiled(L, k0);
+    for_each_block(
+        L,
+        [&](Rows r) {
+          rows_grad_input(gp + r.offset, xp + r.offset, out + r.offset, r.count, r.width, ta.data(),
+                          tb.data(), tm.data(), tk1.data(), tk0.data(), act);
+        },
+        [&](int64_t n, int64_t c) {
+          const int64_t off = (n * L.C + c) * L.HW;
+          plane_grad_input(gp + off, xp + off, out + off, L.HW, a[c], b[c], st.mean[c], k1[c],
+                           k0[c], act);
+        });
   }
 };
 
@@ -603,9 +691,8 @@ torch::Tensor synced_batch_norm(torch::nn::BatchNorm2d& bn, const torch::Tensor&
 void set_fused_batch_norm(bool enabled) { fused_enabled = enabled; }
 bool fused_batch_norm() { return fused_enabled; }
 
-// Under autocast a convolution gives bf16 (or fp16) activations: BatchNorm's statistics and
-// normalisation run in fp32 on an fp32 copy (8 mantissa bits are too few for a variance over a
-// batch), and the result goes back to the activation's dtype for the next convolution.
+// Under autocast an fp16 convolution's activations are normalised in fp32 on an fp32 copy, and
+// the result goes back to fp16 (bf16 ones go through the kernels as they are, computed in fp32).
 static torch::Tensor reduced_precision(torch::nn::BatchNorm2d& bn, const torch::Tensor& input,
                                        FusedAct act) {
   // The copy keeps the memory format (NHWC stays NHWC).
@@ -616,12 +703,13 @@ static torch::Tensor reduced_precision(torch::nn::BatchNorm2d& bn, const torch::
 torch::Tensor batch_norm_act(torch::nn::BatchNorm2d& bn, const torch::Tensor& input, FusedAct act,
                              bool x_is_temporary) {
   const auto& o = bn->options;
-  if (fused_enabled && input.device().is_cpu() &&
-      (input.scalar_type() == torch::kBFloat16 || input.scalar_type() == torch::kHalf))
+  if (fused_enabled && input.device().is_cpu() && input.scalar_type() == torch::kHalf)
     return reduced_precision(bn, input, act);
-  if (!fused_enabled || !input.device().is_cpu() || input.scalar_type() != torch::kFloat ||
-      input.dim() != 4 || !o.affine() || !o.track_running_stats() || input.numel() == 0 ||
-      bn->weight.scalar_type() != torch::kFloat || bn->running_mean.scalar_type() != torch::kFloat)
+  const bool supported =
+      input.scalar_type() == torch::kFloat || input.scalar_type() == torch::kBFloat16;
+  if (!fused_enabled || !input.device().is_cpu() || !supported || input.dim() != 4 || !o.affine() ||
+      !o.track_running_stats() || input.numel() == 0 || bn->weight.scalar_type() != torch::kFloat ||
+      bn->running_mean.scalar_type() != torch::kFloat)
     return {};
   const bool silu = act == FusedAct::SiLU;
   const bool grad =
@@ -656,19 +744,23 @@ torch::Tensor batch_norm_act(torch::nn::BatchNorm2d& bn, const torch::Tensor& in
   }
   // No autograd: one pass (two with batch statistics), in place when x is this call's own.
   const auto L = layout_of(x);
-  Stats st;
-  if (training) {
-    st = batch_stats(L, x.data_ptr<float>(), bn->running_mean, bn->running_var, momentum, o.eps(),
-                     current_sync);
-  } else {
-    st.mean = to_floats(bn->running_mean);
-    st.invstd = to_floats(bn->running_var);
-    for (auto& v : st.invstd) v = static_cast<float>(1.0 / std::sqrt(v + o.eps()));
-  }
-  std::vector<float> a, b;
-  scale_shift(st, to_floats(bn->weight), to_floats(bn->bias), a, b);
   torch::Tensor z = temporary ? x : torch::empty_like(x);
-  normalize_act(L, x.data_ptr<float>(), z.data_ptr<float>(), a, b, silu);
+  with_elements(x, [&](auto t) {
+    using T = decltype(t);
+    Stats st;
+    if (training) {
+      st = batch_stats(L, elements<T>(x), bn->running_mean, bn->running_var, momentum, o.eps(),
+                       current_sync);
+    } else {
+      st.mean = to_floats(bn->running_mean);
+      st.invstd = to_floats(bn->running_var);
+      for (auto& v : st.invstd) v = static_cast<float>(1.0 / std::sqrt(v + o.eps()));
+    }
+    std::vector<float> a, b;
+    scale_shift(st, to_floats(bn->weight), to_floats(bn->bias), a, b);
+    normalize_act(L, elements<T>(x), elements<T>(z), a, b, silu);
+    return 0;
+  });
   return z;
 }
 
