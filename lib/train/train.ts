@@ -209,6 +209,7 @@ async function runTraining(input: TrainOptions, run: TrainRun): Promise<TrainRes
     ...(finalVal ? { final: finalVal } : {}),
     frozen: t.frozen,
     trainableParameters: t.info.gradients,
+    amp: t.amp,
     model: t.model,
     ema: t.ema,
   };

@@ -3,7 +3,7 @@ import type { Hyp } from '../config/hyp';
 import type { FreezeSpec } from '../model/freeze';
 import type { Model } from '../model/model';
 import type { DeviceSpec } from '../native/device';
-import type { NativeBatchProgress } from '../native/addon';
+import type { NativeAmp, NativeBatchProgress } from '../native/addon';
 import type { AmpMode, OptimizerName } from '../options';
 import type { ValResult } from '../val/val';
 import type { DistributedOptions } from './dist';
@@ -158,6 +158,8 @@ export interface TrainResult {
   final?: ValResult;
   frozen: string[];
   trainableParameters: number;
+  /** The precision the run trained in: `amp` as resolved, or 'off' after a failed AMP self-check. */
+  amp: NativeAmp;
   /** The trained model (raw weights) and its EMA (what val and the checkpoints use), in memory. */
   model: Model;
   ema: Model;
