@@ -107,6 +107,16 @@ const RAW_TOL = 0.15; // max |Δ| of the raw head outputs over their range
 const CONFIDENT_BOX_TOL = 0.04; // |Δ xywh| / image side for rows with objectness > 0.25
 const BOX_TOL = 0.1; // the same over every row (low-objectness rows have the noisiest boxes)
 const PROB_TOL = 0.12; // |Δ| of obj and class probabilities
+/**
+ * On a CPU with bf16 hardware (AMD EPYC Zen 4 with avx512_bf16, 2026-12-02) oneDNN's bf16 kernels
+ * accumulate in fp32 and the errors are what rounding alone gives: raw outputs 0.85% of their
+ * range, confident boxes 0.18% of the side, all rows 0.48%, probabilities 0.008; loss parts
+ * ≤ 0.14%; gradient norms of model.9/17/24 ≤ 1.0% and of the stem (model.0) 5.7–6.0%. There the
+ * tests hold these with about 2× room, so that a regression to bf16 accumulation fails.
+ */
+const HW = native().cpuFeatures().bf16;
+const HW_TOL = { raw: 0.02, confident: 0.005, box: 0.01, prob: 0.02, loss: 0.005, grad: 0.02 };
+const STEM_GRAD_TOL = 0.12; // model.0's gradient norm, compared only on bf16 hardware
 
 test('forward in bf16: decoded boxes and probabilities agree with fp32', async () => {
   const model = await loadModel({ weights: fixture('yolov5n-shapes5.pt') });
@@ -129,14 +139,17 @@ test('forward in bf16: decoded boxes and probabilities agree with fp32', async (
       box = k < 4 ? Math.max(box, d / side) : box;
     }
   }
-  assert.ok(confident <= CONFIDENT_BOX_TOL, `confident boxes differ by ${confident} of the side`);
-  assert.ok(box <= BOX_TOL, `boxes differ by ${box} of the image side`);
-  assert.ok(prob <= PROB_TOL, `probabilities differ by ${prob}`);
+  const tol = HW
+    ? HW_TOL
+    : { confident: CONFIDENT_BOX_TOL, box: BOX_TOL, prob: PROB_TOL, raw: RAW_TOL };
+  assert.ok(confident <= tol.confident, `confident boxes differ by ${confident} of the side`);
+  assert.ok(box <= tol.box, `boxes differ by ${box} of the image side`);
+  assert.ok(prob <= tol.prob, `probabilities differ by ${prob}`);
   assert.ok(box > 0, 'bf16 and fp32 gave identical boxes: autocast did not run');
   // The raw head outputs are fp32 tensors (the model casts them back before the loss and decoding).
   for (let l = 0; l < ref.raw.length; l++) {
     const r = relMaxDiff(amp.raw[l]!.data, ref.raw[l]!.data);
-    assert.ok(r.rel < RAW_TOL, `raw level ${l}: max diff ${r.rel} of the range`);
+    assert.ok(r.rel < tol.raw, `raw level ${l}: max diff ${r.rel} of the range`);
   }
 });
 
@@ -154,7 +167,8 @@ test('loss and gradients in bf16 agree with fp32 (fused BatchNorm computed in fp
   const targets = Float32Array.from(L.targets.flat());
   const shape = g.loss.input.shape;
   const base = await loadModel({ weights });
-  const names = ['model.9.cv2.bn.weight', 'model.17.cv3.conv.weight', 'model.24.m.0.weight'];
+  const deep = ['model.9.cv2.bn.weight', 'model.17.cv3.conv.weight', 'model.24.m.0.weight'];
+  const names = [...deep, 'model.0.conv.weight'];
   const run = async (amp: NativeAmp, channelsLast: boolean, fused = true) => {
     const m: Model = await base.clone();
     const before = native().fusedBatchNorm();
@@ -175,12 +189,14 @@ test('loss and gradients in bf16 agree with fp32 (fused BatchNorm computed in fp
     const what = `${channelsLast ? 'NHWC' : 'NCHW'}, ${fused ? 'fused' : "LibTorch's"} BatchNorm`;
     for (const k of ['loss', 'lbox', 'lobj', 'lcls'] as const) {
       const rel = Math.abs(r[k] - ref[k]) / ref[k];
-      assert.ok(rel < 0.04, `${what}: ${k} ${r[k]} vs fp32 ${ref[k]} (rel ${rel})`);
+      const bound = HW ? HW_TOL.loss : 0.04;
+      assert.ok(rel < bound, `${what}: ${k} ${r[k]} vs fp32 ${ref[k]} (rel ${rel})`);
     }
     assert.notEqual(r.loss, ref.loss, `${what}: bf16 gave fp32's exact loss`);
-    for (const n of names) {
+    for (const n of HW ? names : deep) {
       const rel = Math.abs(r.gradNorms[n]! - ref.gradNorms[n]!) / ref.gradNorms[n]!;
-      assert.ok(rel < 0.1, `${what}: |grad ${n}| ${r.gradNorms[n]} vs ${ref.gradNorms[n]}`);
+      const bound = n.startsWith('model.0.') ? STEM_GRAD_TOL : HW ? HW_TOL.grad : 0.1;
+      assert.ok(rel < bound, `${what}: |grad ${n}| ${r.gradNorms[n]} vs ${ref.gradNorms[n]}`);
     }
   }
 });
