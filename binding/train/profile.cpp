@@ -1,5 +1,7 @@
 #include "train/profile.h"
 
+#include <torch/version.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -7,7 +9,10 @@
 #include <unordered_map>
 #include <vector>
 
-#if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
+// LibTorch 1.x's legacy profiler (its event list with push/pop pairs and sequence numbers). 2.x
+// builds could not be compiled here, and 2.x moves the profiler's API from release to release:
+// there YOLO5_PROFILE is refused with a clear error instead of guessed at.
+#if TORCH_VERSION_MAJOR < 2 && __has_include(<torch/csrc/autograd/profiler_legacy.h>)
 #include <torch/csrc/autograd/profiler_legacy.h>
 #define YOLO5_LEGACY_PROFILER 1
 #endif
@@ -194,9 +199,16 @@ void StepProfiler::after_step(int64_t i) {
   write_summary(path_, summarize(ranges_of(lists)), steps_);
 }
 
-#else  // a LibTorch without the legacy profiler: YOLO5_PROFILE does nothing
+#else  // LibTorch 2.x: no step profile
 
-std::unique_ptr<StepProfiler> StepProfiler::from_env() { return nullptr; }
+std::unique_ptr<StepProfiler> StepProfiler::from_env() {
+  const char* path = std::getenv("YOLO5_PROFILE");
+  TORCH_CHECK(path == nullptr || *path == 0,
+              "YOLO5_PROFILE (the step profile) needs LibTorch 1.x's legacy profiler; this build "
+              "is against LibTorch ",
+              TORCH_VERSION, ": unset YOLO5_PROFILE");
+  return nullptr;
+}
 StepProfiler::~StepProfiler() = default;
 void StepProfiler::before_step(int64_t) {}
 void StepProfiler::after_step(int64_t) {}

@@ -14,7 +14,7 @@ namespace yolo5 {
 
 class StepProfiler {
  public:
-  // Null unless YOLO5_PROFILE names a file (or when this LibTorch has no legacy profiler).
+  // Null unless YOLO5_PROFILE names a file; with LibTorch 2.x it refuses YOLO5_PROFILE.
   static std::unique_ptr<StepProfiler> from_env();
   ~StepProfiler();
 
