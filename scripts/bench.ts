@@ -18,7 +18,8 @@
  *            runs each beside the other, ratios against the first)  --device cpu|0  --workers N
  *            --cudnn-benchmark 1|0 (CUDA: default 1)
  *            --torch-baseline 1 (also time scripts/torch-step.py, our PyTorch-eager fp32 step, in
- *            each round; --python python3)
+ *            each round; --python python3)  --reference DIR (also time the YOLOv5 reference's own
+ *            step, scripts/reference-step.py on a v7.0 checkout at DIR, in each round)
  *            --profile 1: one more run of each row under LibTorch's profiler (YOLO5_PROFILE): per layer,
  *            forward and backward ms and their rate against the matmul rate; the top operators
  */
@@ -222,6 +223,8 @@ interface ConfigResult {
   detect?: DetectLatency;
   /** --torch-baseline 1: scripts/torch-step.py's fp32 step (PyTorch eager), interleaved. */
   pytorch?: TorchRow[];
+  /** --reference DIR: the YOLOv5 reference's fp32 step (scripts/reference-step.py), interleaved. */
+  reference?: TorchRow[];
   /** --profile 1: one more run of each row under LibTorch's profiler (binding/train/profile.h). */
   profiles?: StepProfile[];
 }
@@ -251,15 +254,52 @@ interface TorchRow {
 /** The synthetic set's class count (the baseline builds its Detect layer for it). */
 let syntheticNc = 5;
 
-/** One freeze level of the PyTorch-eager baseline in its own Python process (synthetic batches). */
-function runTorchStep(cfg: string, imgsz: number, batch: number, steps: number, freeze: number) {
-  const script = path.join(__dirname, '..', '..', 'scripts', 'torch-step.py');
+/** A Python fp32 step timed beside yolo5's: our PyTorch-eager one, or the real reference's. */
+interface Baseline {
+  key: 'pytorch' | 'reference';
+  label: string;
+  script: string;
+  extra: string[];
+}
+
+/** --torch-baseline 1: scripts/torch-step.py; --reference DIR: scripts/reference-step.py on DIR. */
+function baselines(): Baseline[] {
+  const scripts = path.join(__dirname, '..', '..', 'scripts');
+  const out: Baseline[] = [];
+  if (arg('torch-baseline', '0') === '1')
+    out.push({
+      key: 'pytorch',
+      label: 'PyTorch eager (scripts/torch-step.py)',
+      script: path.join(scripts, 'torch-step.py'),
+      extra: [],
+    });
+  const ref = arg('reference', '');
+  if (ref)
+    out.push({
+      key: 'reference',
+      label: `the YOLOv5 reference (scripts/reference-step.py on ${ref})`,
+      script: path.join(scripts, 'reference-step.py'),
+      extra: ['--yolov5', path.resolve(ref)],
+    });
+  return out;
+}
+
+/** One freeze level of a baseline in its own Python process (synthetic batches). */
+function runBaseline(
+  b: Baseline,
+  cfg: string,
+  imgsz: number,
+  batch: number,
+  steps: number,
+  freeze: number,
+): TorchRow {
   const yaml = path.join(__dirname, '..', '..', 'models', `${cfg}.yaml`);
-  const args = [script, '--cfg', yaml, '--img', String(imgsz), '--batch', String(batch)];
-  args.push('--steps', String(steps), '--freezes', String(freeze), '--nc', String(syntheticNc));
-  args.push('--threads', String(native().getThreads()));
+  const args = [b.script, ...b.extra, '--cfg', yaml, '--img', String(imgsz)];
+  args.push('--batch', String(batch), '--steps', String(steps), '--freezes', String(freeze));
+  args.push('--nc', String(syntheticNc), '--threads', String(native().getThreads()));
   const r = spawnSync(arg('python', 'python3'), args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`torch-step.py (freeze ${freeze}) failed:\n${r.stderr}`);
+  if (r.status !== 0)
+    throw new Error(`${path.basename(b.script)} (freeze ${freeze}) failed:\n${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as TorchRow;
 }
 
@@ -281,8 +321,8 @@ async function runTraining(
   const keys = amps.flatMap((amp) => freezes.map((freeze) => ({ amp, freeze })));
   const runs = new Map<string, ChildResult[]>(keys.map((k) => [`${k.amp}/${k.freeze}`, []]));
   const passed = ['channels-last', 'fused-bn', 'device', 'workers', 'cudnn-benchmark'];
-  const torch = arg('torch-baseline', '0') === '1';
-  const torchRuns = new Map<number, TorchRow[]>(freezes.map((f) => [f, []]));
+  const bases = baselines();
+  const baseRuns = bases.map(() => new Map<number, TorchRow[]>(freezes.map((f) => [f, []])));
   for (let round = 0; round < repeat; round++) {
     for (const { amp, freeze } of keys) {
       const args = ['--child', '--cfg', cfg, '--img', String(imgsz), '--batch', String(batch)];
@@ -303,8 +343,10 @@ async function runTraining(
       const row = JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult;
       runs.get(`${amp}/${freeze}`)!.push(row);
     }
-    if (torch)
-      for (const f of freezes) torchRuns.get(f)!.push(runTorchStep(cfg, imgsz, batch, steps, f));
+    bases.forEach((b, i) => {
+      for (const f of freezes)
+        baseRuns[i]!.get(f)!.push(runBaseline(b, cfg, imgsz, batch, steps, f));
+    });
   }
   const profiles: StepProfile[] = [];
   if (arg('profile', '0') === '1') {
@@ -330,18 +372,15 @@ async function runTraining(
     const row = all[Math.floor((all.length - 1) / 2)]!;
     return { ...row, repeatsMsPerStep: each.map((r) => r.msPerStep) };
   });
-  const pytorch = [...torchRuns.values()].map((each) => {
-    const row = [...each].sort((a, b) => a.msPerStep - b.msPerStep)[(each.length - 1) >> 1]!;
-    return { ...row, repeatsMsPerStep: each.map((r) => r.msPerStep) };
-  });
-  return {
-    cfg,
-    imgsz,
-    batch,
-    rows,
-    ...(torch ? { pytorch } : {}),
-    ...(profiles.length ? { profiles } : {}),
-  };
+  const medians = (m: Map<number, TorchRow[]>): TorchRow[] =>
+    [...m.values()].map((each) => {
+      const row = [...each].sort((a, b) => a.msPerStep - b.msPerStep)[(each.length - 1) >> 1]!;
+      return { ...row, repeatsMsPerStep: each.map((r) => r.msPerStep) };
+    });
+  const result: ConfigResult = { cfg, imgsz, batch, rows };
+  bases.forEach((b, i) => (result[b.key] = medians(baseRuns[i]!)));
+  if (profiles.length) result.profiles = profiles;
+  return result;
 }
 
 /** One configuration as `nproc` ranks (torchrun's variables, a free loopback port); rank 0's result. */
@@ -436,7 +475,7 @@ function printConfig(c: ConfigResult, matmul: number, threads: number): void {
       `\nloader: ${base.loaderImagesPerSecondPerWorker.toFixed(1)} images/s per worker (mosaic, ${c.imgsz} px) vs ${step.toFixed(1)} images/s consumed by the --freeze 0 step`,
     );
   }
-  if (c.pytorch) printTorchBaseline(c);
+  for (const b of baselines()) if (c[b.key]) printBaseline(b.label, c[b.key]!, c.rows);
   for (const p of c.profiles ?? []) printProfile(p, matmul);
   if (c.detect) {
     const d = c.detect;
@@ -487,26 +526,24 @@ function printProfile(p: StepProfile, matmul: number): void {
     );
 }
 
-/** yolo5's rows (each amp mode) beside the PyTorch-eager fp32 baseline: speedup = PyTorch ms / yolo5 ms. */
-function printTorchBaseline(c: ConfigResult): void {
+/** yolo5's rows (each amp mode) beside a Python fp32 baseline: speedup = its ms / yolo5's ms. */
+function printBaseline(label: string, base: TorchRow[], rows: ChildResult[]): void {
+  console.log(`\n${label}, torch ${base[0]!.torch}, fp32, synthetic batches:\n`);
   console.log(
-    `\nPyTorch eager (${c.pytorch![0]!.torch}, scripts/torch-step.py, synthetic batches), fp32:\n`,
-  );
-  console.log(
-    '| freeze | yolo5 amp | yolo5 ms/step | PyTorch fp32 ms/step | speedup | yolo5 RSS MB | PyTorch RSS MB |',
+    '| freeze | yolo5 amp | yolo5 ms/step | baseline fp32 ms/step | speedup | yolo5 RSS MB | baseline RSS MB |',
   );
   console.log('| ---: | --- | ---: | ---: | ---: | ---: | ---: |');
-  for (const t of c.pytorch!) {
-    for (const y of c.rows.filter((r) => r.freeze === t.freeze)) {
+  for (const t of base) {
+    for (const y of rows.filter((r) => r.freeze === t.freeze)) {
       console.log(
         `| ${t.freeze} | ${y.amp} | ${y.msPerStep.toFixed(0)} | ${t.msPerStep.toFixed(0)} | ${(t.msPerStep / y.msPerStep).toFixed(2)} | ${y.peakRssMB.toFixed(0)} | ${t.peakRssMB.toFixed(0)} |`,
       );
     }
   }
-  const each = c.pytorch!.map(
+  const each = base.map(
     (t) => `--freeze ${t.freeze}: ${t.repeatsMsPerStep!.map((m) => m.toFixed(0)).join(', ')}`,
   );
-  console.log(`\nPyTorch ms/step of each repeat: ${each.join('; ')}`);
+  console.log(`\nbaseline ms/step of each repeat: ${each.join('; ')}`);
 }
 
 async function main(): Promise<void> {

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <random>
 
+#include "train/heap.h"
+
 namespace yolo5 {
 
 namespace {
@@ -52,6 +54,7 @@ Trainer::Trainer(std::shared_ptr<YoloModelImpl> model, std::shared_ptr<ModelEma>
       opts_(std::move(opts)),
       schedule_(opts_.hyp, opts_.epochs, opts_.cos_lr, opts_.nbs, opts_.batch,
                 loader_->batches_per_epoch()) {
+  tune_heap_for_training();
   if (opts_.channels_last) {
     // Same tensors (set_data keeps each parameter's identity for the optimizer), NHWC strides.
     torch::NoGradGuard no_grad;
@@ -272,6 +275,7 @@ EpochStats Trainer::run_epoch(int64_t epoch, bool mosaic,
     }
   }
   loader_->stop();
+  release_free_heap();
   model_->eval();
   stats.batches = i;
   stats.lbox = mloss[0].item<double>();
