@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { detectImages } from '../lib/predict/detect';
 import { loadModel } from '../lib/model/load';
+import { preferSpinningThreads } from '../lib/native/addon';
 import { describeMachine } from './machine';
 
 function arg(name: string, fallback: string): string {
@@ -21,6 +22,7 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
+  preferSpinningThreads(); // as `yolo5 detect` runs
   const cfg = arg('cfg', 'yolov5s');
   const imgsz = Number(arg('img', '640'));
   const runs = Number(arg('runs', '10'));

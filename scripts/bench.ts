@@ -30,6 +30,7 @@ import * as path from 'node:path';
 import { loadModel } from '../lib/model/load';
 import {
   native,
+  preferSpinningThreads,
   type NativeAmp,
   type NativeBatchProgress,
   type NativeStepTimes,
@@ -93,7 +94,12 @@ function stepGflop(layerGflops640: number[], freeze: number, imgsz: number, batc
 }
 
 /** One configuration: a trainer on the built-in data, `steps` measured batches after 2 warm-up ones. */
+/** The environment before this process loaded the addon (which sets OpenMP's waiting): baselines run in it. */
+const userEnv = { ...process.env };
+
 async function child(): Promise<void> {
+  // Each row measures what `yolo5 train` runs with (lib/cli/index.ts).
+  preferSpinningThreads();
   const cfg = arg('cfg', 'yolov5n');
   const imgsz = Number(arg('img', '256'));
   const batch = Number(arg('batch', '16'));
@@ -297,7 +303,8 @@ function runBaseline(
   const args = [b.script, ...b.extra, '--cfg', yaml, '--img', String(imgsz)];
   args.push('--batch', String(batch), '--steps', String(steps), '--freezes', String(freeze));
   args.push('--nc', String(syntheticNc), '--threads', String(native().getThreads()));
-  const r = spawnSync(arg('python', 'python3'), args, { encoding: 'utf8' });
+  // As a user would run it: not with the OpenMP settings this process's addon added.
+  const r = spawnSync(arg('python', 'python3'), args, { encoding: 'utf8', env: userEnv });
   if (r.status !== 0)
     throw new Error(`${path.basename(b.script)} (freeze ${freeze}) failed:\n${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as TorchRow;
@@ -334,7 +341,7 @@ async function runTraining(
       const r =
         nproc > 1
           ? await runRanks(args, nproc)
-          : spawnSync(process.execPath, [__filename, ...args], { encoding: 'utf8' });
+          : spawnSync(process.execPath, [__filename, ...args], { encoding: 'utf8', env: userEnv });
       if (r.status !== 0) {
         throw new Error(
           `bench child (${cfg} ${imgsz} b${batch} freeze ${freeze} amp ${amp}) failed:\n${r.stderr}`,
@@ -357,7 +364,7 @@ async function runTraining(
       args.push('--steps', String(steps), '--freeze', String(freeze), '--amp', amp);
       const r = spawnSync(process.execPath, [__filename, ...args], {
         encoding: 'utf8',
-        env: { ...process.env, YOLO5_PROFILE: file },
+        env: { ...userEnv, YOLO5_PROFILE: file },
       });
       if (r.status !== 0 || !fs.existsSync(file))
         throw new Error(`profile run (freeze ${freeze} amp ${amp}) wrote no profile:\n${r.stderr}`);
@@ -392,7 +399,7 @@ async function runRanks(
   const threads = Math.max(1, Math.floor(os.availableParallelism() / nproc));
   const ranks = Array.from({ length: nproc }, (_, rank) => {
     const env = {
-      ...process.env,
+      ...userEnv,
       WORLD_SIZE: String(nproc),
       RANK: String(rank),
       LOCAL_RANK: String(rank),
@@ -420,7 +427,10 @@ function runDetect(cfg: string, imgsz: number, runs: number): DetectLatency {
   const tmp = path.join(os.tmpdir(), `yolo5-bench-detect-${process.pid}.json`);
   const script = path.join(__dirname, 'bench-detect.js');
   const args = [script, '--cfg', cfg, '--img', String(imgsz), '--runs', String(runs)];
-  const r = spawnSync(process.execPath, [...args, '--out', tmp], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [...args, '--out', tmp], {
+    encoding: 'utf8',
+    env: userEnv,
+  });
   if (r.status !== 0) throw new Error(`bench-detect (${cfg} ${imgsz}) failed:\n${r.stderr}`);
   const j = JSON.parse(fs.readFileSync(tmp, 'utf8')) as { rows: { msPerImage: number }[] };
   fs.rmSync(tmp, { force: true });

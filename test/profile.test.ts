@@ -78,11 +78,15 @@ test('the step profile gives every layer its forward and backward time', async (
   // 22) only a slice's worth or none.
   for (const i of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 17, 18, 20, 21, 23, 24])
     assert.ok(layer(p, i).backwardMs > 0, `model.${i} backward`);
-  // Nearly all backward time is traced to a layer (what is not: gradient accumulation).
+  // All backward time but the gradients' accumulation into .grad (no forward operator made those
+  // nodes) is traced to a layer.
   const traced = p.layers.reduce((s, l) => s + l.backwardMs, 0);
+  const accumulate = p.ops
+    .filter((o) => o.phase === 'yolo5::backward' && o.name.endsWith('AccumulateGrad'))
+    .reduce((s, o) => s + o.ms, 0);
   assert.ok(
-    p.unmappedBackwardMs < 0.05 * (traced + p.unmappedBackwardMs),
-    `untraced ${p.unmappedBackwardMs} ms of ${traced + p.unmappedBackwardMs}`,
+    p.unmappedBackwardMs <= accumulate + 0.01 * traced,
+    `untraced ${p.unmappedBackwardMs} ms (gradient accumulation ${accumulate}) of ${traced + p.unmappedBackwardMs}`,
   );
   // The fused BatchNorm's autograd node is among the operators, and so are the convolutions.
   const names = new Set(p.ops.map((o) => o.name));

@@ -76,10 +76,27 @@ inline float exp_approx(float x) {
   return p * scale;
 }
 
-inline float silu(float y) { return y / (1.f + exp_approx(-y)); }
+// 1/d for d in [1, ∞) within 2.4e-7 relative (measured against division over N(0,1)·γ + β): a
+// bit-trick first guess and three Newton steps, all multiply-adds. A vector division's time
+// depends on its operands on this CPU (AMD Zen 4): SiLU over normally distributed values ran
+// 2x slower than over a sine, and 3x slower than this. Past 1e37 the reciprocal is taken of
+// 1e37 (SiLU is then within 1e-37 of zero either way); a NaN stays in y.
+inline float reciprocal(float d) {
+  d = d < 1e37f ? d : 1e37f;
+  int32_t bits;
+  std::memcpy(&bits, &d, sizeof bits);
+  bits = 0x7EF311C7 - bits;
+  float r;
+  std::memcpy(&r, &bits, sizeof r);
+  r = r * (2.f - d * r);
+  r = r * (2.f - d * r);
+  return r * (2.f - d * r);
+}
+
+inline float silu(float y) { return y * reciprocal(1.f + exp_approx(-y)); }
 
 inline float silu_grad(float y) {
-  const float s = 1.f / (1.f + exp_approx(-y));
+  const float s = reciprocal(1.f + exp_approx(-y));
   return s * (1.f + y * (1.f - s));
 }
 

@@ -2,6 +2,7 @@
 /** The `yolo5` command: each subcommand is its own file calling the public API. */
 import { Command, CommanderError } from 'commander';
 import { Yolo5Error } from '../errors';
+import { preferSpinningThreads } from '../native/addon';
 import { version } from '../native/runtime';
 import { EXIT, oneLine, systemErrorLine } from './exit';
 import { buildCommand } from './build';
@@ -71,6 +72,8 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
+  // The command is the whole process: OpenMP threads may spin between parallel regions.
+  preferSpinningThreads();
   main(process.argv).then(
     (code) => {
       process.exitCode = code;

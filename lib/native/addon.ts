@@ -448,6 +448,21 @@ function preload(addonFile: string, libs: string[]): void {
 /** The Debian/Ubuntu packages a source build needs (also in scripts/install.js, CMakeLists.txt, setup.sh). */
 export const BUILD_PACKAGES = 'libtorch-dev cmake g++ make libstb-dev';
 
+/**
+ * For a process that does little but train or infer (the CLI, the benchmarks), before the addon
+ * loads: OpenMP threads spin for up to 300,000 rounds after each parallel region before they
+ * sleep (OMP_WAIT_POLICY=ACTIVE with GOMP_SPINCOUNT=300000, libgomp's own default when nothing
+ * is set), instead of the library's passive waiting, which keeps a service's event loop on its
+ * core but wakes a sleeping thread for each of a step's thousands of parallel regions: measured
+ * 7–17% faster training steps here (yolov5n 256 px, 2 cores; scripts/bench). The user's own
+ * OMP_WAIT_POLICY wins; once the addon has loaded this changes nothing (libgomp read them then).
+ */
+export function preferSpinningThreads(): void {
+  if (addon || process.env.OMP_WAIT_POLICY !== undefined) return;
+  process.env.OMP_WAIT_POLICY = 'ACTIVE';
+  process.env.GOMP_SPINCOUNT ??= '300000';
+}
+
 /** The addon, loaded on first use; throws one actionable Yolo5Error when it cannot load. */
 export function native(): NativeAddon {
   if (addon) return addon;
