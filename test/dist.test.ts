@@ -107,6 +107,13 @@ function trainArgs(data: string, project: string, name: string, extra: string[] 
   ];
 }
 
+/**
+ * Runs that are still training when a test kills or interrupts them 1.5 s in: 50 epochs of the
+ * 64-image set (one epoch alone took under 1.5 s once the step got faster).
+ */
+const LONG = ['--epochs', '50'];
+const LONG_HEADER = /Training 50 epochs/;
+
 /** The test hook's file (README): names and shapes, then float32 gradients. */
 function readGradients(file: string): Map<string, Float32Array> {
   const buf = fs.readFileSync(file);
@@ -374,7 +381,7 @@ test('env-launched ranks train --freeze 10 from a checkpoint; only rank 0 writes
 
 describe('a rank killed mid-epoch ends the run with a clear error on the others', () => {
   const longEpoch = (dir: string) =>
-    trainArgs(tinySet(dir, 64), dir, 'run', ['--batch', '4', '--threads', '1', '--noval']);
+    trainArgs(tinySet(dir, 64), dir, 'run', ['--batch', '4', '--threads', '1', '--noval', ...LONG]);
 
   test('env-launched: rank 0 fails at its next collective, naming itself and the store', async () => {
     const dir = tempDir();
@@ -382,7 +389,7 @@ describe('a rank killed mid-epoch ends the run with a clear error on the others'
     const env = { YOLO5_DIST_TIMEOUT: '20' };
     const r0 = start(longEpoch(dir), rankEnv(0, port, env));
     const r1 = start(longEpoch(dir), rankEnv(1, port, env));
-    await waitFor(() => /Training 1 epochs/.test(r0.output()), 60000);
+    await waitFor(() => LONG_HEADER.test(r0.output()), 60000);
     await new Promise((r) => setTimeout(r, 1500));
     const killed = Date.now();
     r1.child.kill('SIGKILL');
@@ -411,7 +418,7 @@ describe('a rank killed mid-epoch ends the run with a clear error on the others'
 
 test('--nproc 2: Ctrl-C stops every rank at the same step and the launcher exits 130, no rank left', async () => {
   const dir = tempDir();
-  const args = trainArgs(tinySet(dir, 64), dir, 'run', ['--batch', '4', '--threads', '2']);
+  const args = trainArgs(tinySet(dir, 64), dir, 'run', ['--batch', '4', '--threads', '2', ...LONG]);
   const run = start([...args, '--nproc', '2', '--noval'], { YOLO5_DIST_TIMEOUT: '20' });
   const ranks = await ranksMidEpoch(run);
   const interrupted = Date.now();
@@ -425,9 +432,9 @@ test('--nproc 2: Ctrl-C stops every rank at the same step and the launcher exits
   }
 });
 
-/** Once a --nproc launcher's run is 1.5 s into its epoch: the pids of its two ranks. */
+/** Once a --nproc launcher's run is 1.5 s into its training: the pids of its two ranks. */
 async function ranksMidEpoch(run: Started): Promise<number[]> {
-  await waitFor(() => /Training 1 epochs/.test(run.output()), 60000);
+  await waitFor(() => LONG_HEADER.test(run.output()), 60000);
   await new Promise((r) => setTimeout(r, 1500));
   const ranks = spawnSync('ps', ['-o', 'pid=', '--ppid', String(run.child.pid)], {
     encoding: 'utf8',
