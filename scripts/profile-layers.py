@@ -23,6 +23,8 @@ import torch.nn as nn
 import yaml
 from torch.profiler import ProfilerActivity, profile
 
+from step_baseline import synthetic_batch
+
 
 def load_step_module():
     here = os.path.dirname(os.path.abspath(__file__))
@@ -88,11 +90,8 @@ def main():
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.937, nesterov=True)
     fmt = torch.channels_last if o.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    x = torch.rand(o.batch, 3, o.img, o.img).contiguous(memory_format=fmt)
-    n = o.batch * 4
-    targets = torch.cat([torch.arange(o.batch).repeat_interleave(4)[:, None].float(),
-                         torch.randint(0, o.nc, (n, 1)).float(),
-                         torch.rand(n, 2) * 0.8 + 0.1, torch.rand(n, 2) * 0.3 + 0.02], 1)
+    x, targets = synthetic_batch(o.batch, o.img, o.nc)
+    x = x.contiguous(memory_format=fmt)
     yard = matmul_gflops()
     layers = conv_layers(model, x)
     for _ in range(2):  # warm-up: oneDNN creates its primitives on first use

@@ -24,25 +24,20 @@ python3-torchvision ...). Run it with a Python that has torch, e.g. /usr/bin/pyt
   /usr/bin/python3 scripts/reference-step.py --yolov5 DIR [--cfg models/yolov5n.yaml] [--img 256]
       [--batch 16] [--steps 12] [--freezes 0,10,24] [--threads 2] [--nc 80] [--amp 0|1]
 """
-import argparse
-import json
 import logging
 import os
-import resource
 import sys
 import time
 
 import torch
 import yaml
 
+from step_baseline import report, step_parser, synthetic_batch
+
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = step_parser("the YOLOv5 reference's fp32 training step")
     ap.add_argument("--yolov5", required=True, help="reference checkout (ultralytics/yolov5 at v7.0)")
-    ap.add_argument("--cfg", default="models/yolov5n.yaml")
-    for name, value in [("img", 256), ("batch", 16), ("steps", 12), ("threads", 2), ("nc", 80), ("amp", 0)]:
-        ap.add_argument(f"--{name}", type=int, default=value)
-    ap.add_argument("--freezes", default="0,10,24")
     o = ap.parse_args()
     if o.amp not in (0, 1):
         ap.error("--amp must be 0 or 1")
@@ -87,13 +82,7 @@ def main():
         scaler = torch.cuda.amp.GradScaler(enabled=False)  # train.py's scaler when AMP is off (CPU)
         model.train()
 
-        x = torch.rand(o.batch, 3, o.img, o.img)
-        per_image = 4
-        targets = torch.cat(
-            [torch.arange(o.batch).repeat_interleave(per_image)[:, None].float(),
-             torch.randint(0, o.nc, (o.batch * per_image, 1)).float(),
-             torch.rand(o.batch * per_image, 2) * 0.8 + 0.1,
-             torch.rand(o.batch * per_image, 2) * 0.3 + 0.02], 1)
+        x, targets = synthetic_batch(o.batch, o.img, o.nc)
 
         times = []
         for step in range(o.steps + 2):
@@ -110,13 +99,8 @@ def main():
             ema.update(model)
             if step >= 2:  # 2 warm-up steps, as bench.ts
                 times.append(time.perf_counter() - t0)
-        ms = 1000 * sorted(times)[len(times) // 2]
-        print(json.dumps({
-            "impl": "yolov5-reference", "torch": torch.__version__, "freeze": freeze,
-            "amp": "bf16" if o.amp == 1 else "off", "msPerStep": ms,
-            "peakRssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "trainable": sum(q.numel() for q in model.parameters() if q.requires_grad),
-        }), flush=True)
+        trainable = sum(q.numel() for q in model.parameters() if q.requires_grad)
+        report("yolov5-reference", freeze, o.amp, times, trainable)
 
 
 if __name__ == "__main__":

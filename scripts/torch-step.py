@@ -12,16 +12,15 @@ loading is not timed. Prints one JSON line per freeze level.
   python3 scripts/torch-step.py [--cfg models/yolov5n.yaml] [--img 256] [--batch 16]
       [--steps 12] [--freezes 0,10,24] [--threads 2] [--nc 80] [--amp 0|1]
 """
-import argparse
-import json
 import math
-import resource
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import yaml
+
+from step_baseline import report, step_parser, synthetic_batch
 
 
 class ConvBnAct(nn.Module):
@@ -167,12 +166,7 @@ def loss_of(preds, targets, anchors, nc, imgsz, bs):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cfg", default="models/yolov5n.yaml")
-    for name, value in [("img", 256), ("batch", 16), ("steps", 12), ("threads", 2), ("nc", 80), ("amp", 0)]:
-        ap.add_argument(f"--{name}", type=int, default=value)
-    ap.add_argument("--freezes", default="0,10,24")
-    o = ap.parse_args()
+    o = step_parser("our PyTorch-eager fp32 training step").parse_args()
     torch.set_num_threads(o.threads)
     cfg = yaml.safe_load(open(o.cfg))
     for freeze in [int(f) for f in o.freezes.split(",")]:
@@ -183,13 +177,7 @@ def main():
                 q.requires_grad_(i >= freeze)
         params = [q for q in model.parameters() if q.requires_grad]
         opt = torch.optim.SGD(params, lr=0.01, momentum=0.937, nesterov=True)
-        x = torch.rand(o.batch, 3, o.img, o.img)
-        per_image = 4
-        targets = torch.cat(
-            [torch.arange(o.batch).repeat_interleave(per_image)[:, None].float(),
-             torch.randint(0, o.nc, (o.batch * per_image, 1)).float(),
-             torch.rand(o.batch * per_image, 2) * 0.8 + 0.1,
-             torch.rand(o.batch * per_image, 2) * 0.3 + 0.02], 1)
+        x, targets = synthetic_batch(o.batch, o.img, o.nc)
         times = []
         for step in range(o.steps + 2):
             t0 = time.perf_counter()
@@ -202,13 +190,7 @@ def main():
             opt.zero_grad()
             if step >= 2:  # 2 warm-up steps, as bench.ts
                 times.append(time.perf_counter() - t0)
-        ms = 1000 * sorted(times)[len(times) // 2]
-        print(json.dumps({
-            "impl": "pytorch-eager", "torch": torch.__version__, "freeze": freeze,
-            "amp": "bf16" if o.amp == 1 else "off", "msPerStep": ms,
-            "peakRssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "trainable": sum(q.numel() for q in params),
-        }), flush=True)
+        report("pytorch-eager", freeze, o.amp, times, sum(q.numel() for q in params))
 
 
 if __name__ == "__main__":
