@@ -11,7 +11,6 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import * as yaml from 'js-yaml';
 import { readDataConfig } from '../lib/config/data';
-import { readHyp } from '../lib/config/hyp';
 import { loadSplit, toNativeSamples } from '../lib/data/split';
 import { train } from '../lib';
 import { loadModel } from '../lib/model/load';
@@ -25,7 +24,15 @@ import {
 import { cpuHasBf16, resolveAmp } from '../lib/native/amp';
 import { detect } from '../lib/predict/detect';
 import { ampSelfCheck } from '../lib/train/amp';
-import { fixture, golden, readBin, relMaxDiff, runCli, tempDir } from './helpers';
+import {
+  fixture,
+  fixtureTrainerOptions,
+  golden,
+  readBin,
+  relMaxDiff,
+  runCli,
+  tempDir,
+} from './helpers';
 
 const g = golden();
 const L = g.loss as unknown as {
@@ -207,18 +214,7 @@ async function samples(): Promise<NativeSample[]> {
 
 /** A trainer as lib/train builds one: the 64 fixture images at 64 px, batch 8 (8 steps). */
 function trainerOptions(amp: NativeAmp, lossScale: number): NativeTrainerOptions {
-  const hyp = readHyp(undefined);
-  return {
-    ...{ imgsz: 64, batch: 8, stride: 32, augment: true, rect: false, cache: true, workers: 1 },
-    ...{ seed: 0, epochs: 4, nbs: 64, optimizer: 'SGD', cosLr: false, freezeBn: false },
-    ...{ channelsLast: true, multiScale: false, amp, lossScale },
-    hyp: hyp as unknown as Record<string, number>,
-    loss: {
-      ...{ box: hyp.box, cls: (hyp.cls * 5) / 80, obj: hyp.obj * (64 / 640) ** 2 },
-      ...{ cls_pw: hyp.cls_pw, obj_pw: hyp.obj_pw, anchor_t: hyp.anchor_t, fl_gamma: 0 },
-      label_smoothing: 0,
-    },
-  };
+  return fixtureTrainerOptions(64, 8, { epochs: 4, amp, lossScale });
 }
 
 /** `epochs` epochs from the reference checkpoint; the epoch losses (box + obj + cls), stats, state. */

@@ -6,6 +6,8 @@ import * as path from 'node:path';
 import { packageRoot } from '../lib/native/paths';
 import { type Model } from '../lib/model/model';
 import { loadModel } from '../lib/model/load';
+import { readHyp } from '../lib/config/hyp';
+import type { NativeTrainerOptions } from '../lib/native/addon';
 
 // Caches (label verification, the synthetic data set) go to a fresh folder, not the user's.
 process.env.YOLO5_CACHE ??= fs.mkdtempSync(path.join(os.tmpdir(), 'yolo5-cache-'));
@@ -99,4 +101,29 @@ export function goldenModel(): Promise<Model> {
     names: Object.values(g.names),
   });
   return goldenShared;
+}
+
+/**
+ * Native trainer options as lib/train builds them for the fixture set (shapes5: 5 classes), at
+ * `imgsz` and `batch`: SGD, the default hyperparameters and their loss gains, 1 loader worker,
+ * cached NHWC batches, fp32; `over` replaces any field.
+ */
+export function fixtureTrainerOptions(
+  imgsz: number,
+  batch: number,
+  over: Partial<NativeTrainerOptions> = {},
+): NativeTrainerOptions {
+  const hyp = readHyp(undefined);
+  return {
+    ...{ imgsz, batch, stride: 32, augment: true, rect: false, cache: true, workers: 1 },
+    ...{ seed: 0, epochs: 1, nbs: 64, optimizer: 'SGD', cosLr: false, freezeBn: false },
+    ...{ channelsLast: true, multiScale: false, amp: 'off', lossScale: 0 },
+    hyp: hyp as unknown as Record<string, number>,
+    loss: {
+      ...{ box: hyp.box, cls: (hyp.cls * 5) / 80, obj: hyp.obj * (imgsz / 640) ** 2 },
+      ...{ cls_pw: hyp.cls_pw, obj_pw: hyp.obj_pw, anchor_t: hyp.anchor_t, fl_gamma: hyp.fl_gamma },
+      label_smoothing: 0,
+    },
+    ...over,
+  };
 }

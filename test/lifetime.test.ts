@@ -8,7 +8,6 @@ import { test } from 'node:test';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { readDataConfig } from '../lib/config/data';
-import { readHyp } from '../lib/config/hyp';
 import { loadSplit, toNativeSamples } from '../lib/data/split';
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
@@ -18,7 +17,7 @@ import {
   type NativeTrainer,
   type NativeTrainerOptions,
 } from '../lib/native/addon';
-import { fixture } from './helpers';
+import { fixture, fixtureTrainerOptions } from './helpers';
 
 const data = fixture('shapes5', 'data.yaml');
 const weights = fixture('yolov5n-shapes5.pt');
@@ -29,37 +28,7 @@ async function samples(): Promise<NativeSample[]> {
 
 /** Options as lib/train builds them: 64 fixture images at 128 px, batch 16 (4 batches). */
 function options(): NativeTrainerOptions {
-  const hyp = readHyp(undefined);
-  return {
-    imgsz: 128,
-    batch: 16,
-    stride: 32,
-    augment: true,
-    rect: false,
-    cache: false,
-    workers: 1,
-    seed: 0,
-    epochs: 3,
-    nbs: 64,
-    optimizer: 'SGD',
-    cosLr: false,
-    freezeBn: false,
-    channelsLast: false,
-    multiScale: false,
-    amp: 'off',
-    lossScale: 0,
-    hyp: hyp as unknown as Record<string, number>,
-    loss: {
-      box: hyp.box,
-      cls: (hyp.cls * 5) / 80,
-      obj: hyp.obj * (128 / 640) ** 2,
-      cls_pw: hyp.cls_pw,
-      obj_pw: hyp.obj_pw,
-      anchor_t: hyp.anchor_t,
-      fl_gamma: hyp.fl_gamma,
-      label_smoothing: 0,
-    },
-  };
+  return fixtureTrainerOptions(128, 16, { cache: false, epochs: 3, channelsLast: false });
 }
 
 async function setup(): Promise<{ model: Model; ema: Model; trainer: NativeTrainer }> {

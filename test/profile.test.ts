@@ -9,11 +9,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { readDataConfig } from '../lib/config/data';
-import { readHyp } from '../lib/config/hyp';
 import { loadSplit, toNativeSamples } from '../lib/data/split';
 import { loadModel } from '../lib/model/load';
-import { native, type NativeTrainerOptions } from '../lib/native/addon';
-import { fixture, tempDir } from './helpers';
+import { native } from '../lib/native/addon';
+import { fixture, fixtureTrainerOptions, tempDir } from './helpers';
 
 interface Profile {
   steps: number;
@@ -21,21 +20,6 @@ interface Profile {
   layers: { layer: number | 'loss'; forwardMs: number; backwardMs: number }[];
   unmappedBackwardMs: number;
   ops: { phase: string; name: string; ms: number; calls: number }[];
-}
-
-function options(): NativeTrainerOptions {
-  const hyp = readHyp(undefined);
-  return {
-    ...{ imgsz: 64, batch: 8, stride: 32, augment: true, rect: false, cache: true, workers: 1 },
-    ...{ seed: 0, epochs: 1, nbs: 64, optimizer: 'SGD', cosLr: false, freezeBn: false },
-    ...{ channelsLast: true, multiScale: false, amp: 'off', lossScale: 0 },
-    hyp: hyp as unknown as Record<string, number>,
-    loss: {
-      ...{ box: hyp.box, cls: (hyp.cls * 5) / 80, obj: hyp.obj * (64 / 640) ** 2 },
-      ...{ cls_pw: hyp.cls_pw, obj_pw: hyp.obj_pw, anchor_t: hyp.anchor_t, fl_gamma: 0 },
-      label_smoothing: 0,
-    },
-  };
 }
 
 /** One epoch (8 steps) from the fixture checkpoint with `freeze` layers frozen, profiled. */
@@ -53,7 +37,7 @@ async function profiledEpoch(freeze: number): Promise<Profile> {
       model.nativeHandle(),
       null,
       toNativeSamples(items),
-      options(),
+      fixtureTrainerOptions(64, 8),
     );
   } finally {
     delete process.env.YOLO5_PROFILE;
