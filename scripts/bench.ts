@@ -328,16 +328,21 @@ async function runTraining(
   const keys = amps.flatMap((amp) => freezes.map((freeze) => ({ amp, freeze })));
   const runs = new Map<string, ChildResult[]>(keys.map((k) => [`${k.amp}/${k.freeze}`, []]));
   const passed = ['channels-last', 'fused-bn', 'device', 'workers', 'cudnn-benchmark'];
+  // One row's child: this configuration, and the options given to the benchmark that it obeys.
+  const childArgs = (amp: string, freeze: number): string[] => {
+    const args = ['--child', '--cfg', cfg, '--img', String(imgsz), '--batch', String(batch)];
+    args.push('--steps', String(steps), '--freeze', String(freeze), '--amp', amp);
+    for (const name of passed) {
+      const i = process.argv.indexOf(`--${name}`);
+      if (i >= 0) args.push(`--${name}`, process.argv[i + 1]!);
+    }
+    return args;
+  };
   const bases = baselines();
   const baseRuns = bases.map(() => new Map<number, TorchRow[]>(freezes.map((f) => [f, []])));
   for (let round = 0; round < repeat; round++) {
     for (const { amp, freeze } of keys) {
-      const args = ['--child', '--cfg', cfg, '--img', String(imgsz), '--batch', String(batch)];
-      args.push('--steps', String(steps), '--freeze', String(freeze), '--amp', amp);
-      for (const name of passed) {
-        const i = process.argv.indexOf(`--${name}`);
-        if (i >= 0) args.push(`--${name}`, process.argv[i + 1]!);
-      }
+      const args = childArgs(amp, freeze);
       const r =
         nproc > 1
           ? await runRanks(args, nproc)
@@ -360,9 +365,7 @@ async function runTraining(
     // Separate runs: the profiler's own overhead stays out of the timed rows.
     for (const { amp, freeze } of keys) {
       const file = path.join(os.tmpdir(), `yolo5-profile-${process.pid}-${amp}-${freeze}.json`);
-      const args = ['--child', '--cfg', cfg, '--img', String(imgsz), '--batch', String(batch)];
-      args.push('--steps', String(steps), '--freeze', String(freeze), '--amp', amp);
-      const r = spawnSync(process.execPath, [__filename, ...args], {
+      const r = spawnSync(process.execPath, [__filename, ...childArgs(amp, freeze)], {
         encoding: 'utf8',
         env: { ...userEnv, YOLO5_PROFILE: file },
       });
